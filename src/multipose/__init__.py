@@ -1,0 +1,13 @@
+"""multipose: train one pose model on many keypoint datasets whose skeletons differ."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load_pose_model"]
+
+
+def __getattr__(name):  # lazy: keep `import multipose` cheap
+    if name == "load_pose_model":
+        from multipose.models.loading import load_pose_model
+
+        return load_pose_model
+    raise AttributeError(name)
