@@ -1,1 +1,1 @@
-
+"""Small helpers shared by the entry points (config printing, instantiation, run bookkeeping)."""

@@ -1,0 +1,116 @@
+"""Run bookkeeping for the Hydra entry points: config printing/saving, loggers and callbacks from config,
+the metrics file, and a wrapper that always closes loggers (W&B included)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("multipose")
+
+CONFIG_TREE_ORDER = ("data", "backbone", "head", "loss", "optim", "evaluation", "trainer", "callbacks", "logger", "paths")
+
+
+def print_config_tree(cfg: DictConfig, save_dir: str | Path | None = None) -> None:
+    """Print the composed config as a rich tree (one branch per group) and save it as ``config_tree.log``."""
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    tree = rich.tree.Tree("CONFIG", guide_style="dim")
+    keys = [k for k in CONFIG_TREE_ORDER if k in cfg] + [k for k in cfg if k not in CONFIG_TREE_ORDER]
+    for key in keys:
+        branch = tree.add(str(key), guide_style="dim")
+        value = cfg[key]
+        text = OmegaConf.to_yaml(value, resolve=False) if isinstance(value, DictConfig) else str(value)
+        branch.add(rich.syntax.Syntax(text, "yaml"))
+    rich.print(tree)
+    if save_dir is not None:
+        path = Path(save_dir) / "config_tree.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            rich.print(tree, file=f)
+
+
+def instantiate_group(cfg: DictConfig | None, what: str) -> list[Any]:
+    """Instantiate every entry with a ``_target_`` of a callbacks/logger group (``None`` -> empty list)."""
+    import hydra
+
+    objects: list[Any] = []
+    if not cfg:
+        return objects
+    if not isinstance(cfg, DictConfig):
+        raise TypeError(f"`{what}` config must be a mapping of named entries, got {type(cfg).__name__}")
+    for name, conf in cfg.items():
+        if isinstance(conf, DictConfig) and "_target_" in conf:
+            log.info("Instantiating %s <%s> (%s)", what, conf._target_, name)
+            objects.append(hydra.utils.instantiate(conf))
+    return objects
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write JSON through a temporary file in the same folder and rename it, so a crash never leaves a
+    half-written file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Plain-float copy of a metrics mapping (tensors -> floats), keys sorted."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[str(key)] = float(value) if math.isfinite(float(value)) else float("nan")
+    return dict(sorted(out.items()))
+
+
+def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
+    """Write ``metrics.json`` (flat ``<split>/<dataset>/<metric>`` keys) into the run directory."""
+    return write_json_atomic(Path(output_dir) / "metrics.json", flat_metrics(metrics))
+
+
+def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Run a task and always close the experiment trackers, even when it fails (a crashed W&B run is
+    marked failed instead of hanging)."""
+
+    @functools.wraps(task)
+    def wrapped(cfg: DictConfig) -> Any:
+        try:
+            return task(cfg)
+        except Exception:
+            log.exception("Task %s failed", task.__name__)
+            raise
+        finally:
+            try:
+                import sys
+
+                if "wandb" in sys.modules:
+                    import wandb
+
+                    if wandb.run is not None:
+                        wandb.finish()
+            except Exception:  # pragma: no cover - never mask the task's own error
+                log.warning("Could not close the W&B run cleanly", exc_info=True)
+
+    return wrapped
