@@ -1,1 +1,50 @@
+"""Evaluation: COCO keypoint AP, PCKh, PCK/AUC/EPE and cross-skeleton accuracy.
 
+See :func:`build_evaluator` for the per-dataset interface used during validation.
+"""
+
+from .coco import (
+    COCO_METRIC_NAMES,
+    CocoEvalResult,
+    build_coco_gt,
+    evaluate_keypoints,
+    results_to_coco,
+    write_results,
+)
+from .cross_skeleton import CrossSkeletonEvaluator, head_consistency
+from .evaluators import (
+    BaseEvaluator,
+    CocoEvaluator,
+    PCKEvaluator,
+    PCKhEvaluator,
+    available_metrics,
+    build_evaluator,
+)
+from .nms import keypoint_oks, oks_iou, oks_nms, rescore
+from .pck import PCKResult, auc, bbox_pck, epe, pckh
+
+__all__ = [
+    "COCO_METRIC_NAMES",
+    "BaseEvaluator",
+    "CocoEvalResult",
+    "CocoEvaluator",
+    "CrossSkeletonEvaluator",
+    "PCKEvaluator",
+    "PCKResult",
+    "PCKhEvaluator",
+    "auc",
+    "available_metrics",
+    "bbox_pck",
+    "build_coco_gt",
+    "build_evaluator",
+    "epe",
+    "evaluate_keypoints",
+    "head_consistency",
+    "keypoint_oks",
+    "oks_iou",
+    "oks_nms",
+    "pckh",
+    "rescore",
+    "results_to_coco",
+    "write_results",
+]

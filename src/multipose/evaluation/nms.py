@@ -1,0 +1,177 @@
+"""Object keypoint similarity (OKS), OKS-NMS and instance re-scoring.
+
+Conventions
+-----------
+* Keypoints are ``(x, y, v_or_score)`` rows in **image pixels**.
+* ``sigmas`` are the official per-keypoint OKS sigmas (COCO: 0.026 … 0.107). As in the
+  COCO evaluation code, the per-keypoint constant is ``kappa = 2 * sigma`` and the object
+  scale is ``s**2 = area``, so for one keypoint at distance ``d`` from the ground truth::
+
+      oks_j = exp(-d**2 / (2 * area * kappa_j**2))
+
+  and an instance's OKS is the mean of ``oks_j`` over the keypoints it averages over.
+
+These are the formulas of ``pycocotools.cocoeval.COCOeval.computeOks`` (ground truth vs
+prediction: average over labelled ground-truth joints, area of the ground truth) and of the
+top-down COCO protocol used by mmpose / ViTPose for post-processing (prediction vs prediction:
+the mean of the two areas).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["keypoint_oks", "oks_iou", "oks_nms", "rescore"]
+
+_EPS = float(np.spacing(1))
+
+
+def _check_sigmas(sigmas: np.ndarray, num_keypoints: int, where: str) -> np.ndarray:
+    sigmas = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    if sigmas.shape[0] != num_keypoints:
+        raise ValueError(
+            f"{where}: got {sigmas.shape[0]} OKS sigmas for {num_keypoints} keypoints; pass the "
+            "sigmas of the skeleton the keypoints belong to."
+        )
+    return sigmas
+
+
+def keypoint_oks(pred: np.ndarray, gt: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """One-to-one OKS between predictions and their ground truth (COCO formula).
+
+    Args:
+        pred: ``[N, K, 2+]`` predicted ``(x, y, ...)`` in image pixels.
+        gt: ``[N, K, 3]`` ground truth ``(x, y, v)``; only joints with ``v > 0`` count.
+        areas: ``[N]`` ground-truth object areas in pixels² (the COCO ``area`` field).
+        sigmas: ``[K]`` OKS sigmas.
+
+    Returns:
+        ``[N]`` float64 OKS in ``[0, 1]``; ``nan`` for instances without any labelled joint.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if pred.ndim != 3 or gt.ndim != 3 or pred.shape[:2] != gt.shape[:2] or gt.shape[2] < 3:
+        raise ValueError(
+            f"keypoint_oks: pred must be [N, K, 2+] and gt [N, K, 3] with the same N, K; got "
+            f"{pred.shape} and {gt.shape}"
+        )
+    n, k = gt.shape[:2]
+    areas = np.asarray(areas, dtype=np.float64).reshape(-1)
+    if areas.shape[0] != n:
+        raise ValueError(f"keypoint_oks: got {areas.shape[0]} areas for {n} instances")
+    var = (2.0 * _check_sigmas(sigmas, k, "keypoint_oks")) ** 2
+    d2 = ((pred[..., :2] - gt[..., :2]) ** 2).sum(-1)
+    e = d2 / var[None] / (areas[:, None] + _EPS) / 2.0
+    labelled = gt[..., 2] > 0
+    count = labelled.sum(1)
+    total = np.where(labelled, np.exp(-e), 0.0).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def oks_iou(
+    ref: np.ndarray,
+    others: np.ndarray,
+    ref_area: float,
+    other_areas: np.ndarray,
+    sigmas: np.ndarray,
+    vis_thr: float | None = None,
+) -> np.ndarray:
+    """OKS between one pose and a set of poses (symmetric, used for OKS-NMS).
+
+    Args:
+        ref: ``[K, 3]`` pose ``(x, y, score)``.
+        others: ``[M, K, 3]`` poses.
+        ref_area, other_areas: object areas in pixels²; the scale is their mean.
+        sigmas: ``[K]`` OKS sigmas.
+        vis_thr: if given, only keypoints whose score exceeds it in *both* poses count
+            (an OKS of 0 when none do). ``None`` (mmpose's default for COCO) uses all keypoints.
+
+    Returns:
+        ``[M]`` float64 OKS values.
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    others = np.asarray(others, dtype=np.float64).reshape(-1, *ref.shape)
+    var = (2.0 * _check_sigmas(sigmas, ref.shape[0], "oks_iou")) ** 2
+    other_areas = np.asarray(other_areas, dtype=np.float64).reshape(-1)
+    scale = (float(ref_area) + other_areas) / 2.0 + _EPS
+    d2 = ((others[..., :2] - ref[None, :, :2]) ** 2).sum(-1)
+    sim = np.exp(-d2 / var[None] / scale[:, None] / 2.0)
+    if vis_thr is None:
+        return sim.mean(1)
+    used = (others[..., 2] > vis_thr) & (ref[None, :, 2] > vis_thr)
+    count = used.sum(1)
+    return np.where(count > 0, np.where(used, sim, 0.0).sum(1) / np.maximum(count, 1), 0.0)
+
+
+def oks_nms(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    sigmas: np.ndarray,
+    thr: float = 0.9,
+    vis_thr: float | None = None,
+) -> np.ndarray:
+    """Greedy OKS non-maximum suppression over the poses of **one image**.
+
+    Poses are visited by decreasing score (ties: lower index first); every remaining pose
+    whose OKS with the kept one is above ``thr`` is suppressed.
+
+    Args:
+        keypoints: ``[N, K, 3]`` poses ``(x, y, score)`` in image pixels.
+        scores: ``[N]`` instance scores.
+        areas: ``[N]`` instance areas in pixels².
+        sigmas: ``[K]`` OKS sigmas.
+        thr: suppression threshold (0.9 in the ViTPose/mmpose COCO protocol).
+        vis_thr: see :func:`oks_iou`.
+
+    Returns:
+        int64 indices of the kept poses, highest score first.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.ndim != 3 or keypoints.shape[-1] < 3:
+        raise ValueError(f"oks_nms: keypoints must be [N, K, 3], got {keypoints.shape}")
+    n = keypoints.shape[0]
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    areas = np.asarray(areas, dtype=np.float64).reshape(-1)
+    if scores.shape[0] != n or areas.shape[0] != n:
+        raise ValueError(f"oks_nms: {n} poses but {scores.shape[0]} scores and {areas.shape[0]} areas")
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size > 0:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        if rest.size == 0:
+            break
+        ovr = oks_iou(keypoints[i], keypoints[rest], areas[i], areas[rest], sigmas, vis_thr)
+        order = rest[ovr <= thr]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, vis_thr: float = 0.2) -> np.ndarray:
+    """Instance score of the top-down COCO protocol (mmpose ``score_mode='bbox_keypoint'``).
+
+    ``score = box_score * mean(keypoint scores > vis_thr)``. When no keypoint score exceeds
+    ``vis_thr`` the keypoint factor is 0 (so the instance score is 0), exactly as in mmpose's
+    ``CocoMetric`` / ``TopDownCocoDataset.evaluate`` where the running mean stays at its
+    initial 0.
+
+    Args:
+        keypoint_scores: ``[N, K]`` per-keypoint confidences (heatmap maxima).
+        box_scores: ``[N]`` detector (or ground-truth box: 1.0) scores.
+        vis_thr: keypoint-score threshold (strictly greater counts).
+
+    Returns:
+        ``[N]`` float64 instance scores.
+    """
+    ks = np.asarray(keypoint_scores, dtype=np.float64)
+    if ks.ndim != 2:
+        raise ValueError(f"rescore: keypoint_scores must be [N, K], got {ks.shape}")
+    bs = np.asarray(box_scores, dtype=np.float64).reshape(-1)
+    if bs.shape[0] != ks.shape[0]:
+        raise ValueError(f"rescore: {ks.shape[0]} instances but {bs.shape[0]} box scores")
+    above = ks > vis_thr
+    count = above.sum(1)
+    mean = np.where(count > 0, np.where(above, ks, 0.0).sum(1) / np.maximum(count, 1), 0.0)
+    return bs * mean
