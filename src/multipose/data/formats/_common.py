@@ -1,0 +1,125 @@
+"""Helpers shared by the format readers: JSON loading, field access, box policy, image checks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..records import DatasetFormatError
+
+logger = logging.getLogger("multipose.data.formats")
+
+INVALID_BOX_POLICIES = ("error", "skip")
+
+
+def where(file: str | Path, ann_id: Any = None, index: int | None = None, list_name: str = "annotations") -> str:
+    """Location prefix for error messages: ``<file>: annotation id=<id> (<list>[<index>])``."""
+    parts = [str(file)]
+    if ann_id is not None or index is not None:
+        loc = []
+        if ann_id is not None:
+            loc.append(f"annotation id={ann_id}")
+        if index is not None:
+            loc.append(f"({list_name}[{index}])")
+        parts.append(" ".join(loc))
+    return ": ".join(parts)
+
+
+def load_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON file; errors name the file, the JSON error position and the expected content."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetFormatError(f"{path}: {what} file not found; check the path in the data config")
+    try:
+        with path.open("r", encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DatasetFormatError(
+            f"{path}: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            f"expected a {what} file - re-export or re-download it"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise DatasetFormatError(f"{path}: not a UTF-8 text file ({exc}); expected a {what} JSON file") from None
+
+
+def require(obj: Mapping[str, Any], key: str, loc: str, hint: str = "") -> Any:
+    """``obj[key]`` or a DatasetFormatError naming the missing field."""
+    if not isinstance(obj, Mapping):
+        raise DatasetFormatError(f"{loc}: expected a JSON object, got {type(obj).__name__}")
+    if key not in obj:
+        present = ", ".join(sorted(map(str, obj))) or "none"
+        raise DatasetFormatError(
+            f"{loc}: missing required field '{key}' (fields present: {present}){'; ' + hint if hint else ''}"
+        )
+    return obj[key]
+
+
+def as_float_array(value: Any, loc: str, field: str, length: int | None = None) -> np.ndarray:
+    """Flat float32 array from a JSON number list; checks length and finiteness."""
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DatasetFormatError(f"{loc}: field '{field}' must be a list of numbers, got {value!r:.80}") from None
+    if arr.ndim == 0:
+        raise DatasetFormatError(f"{loc}: field '{field}' must be a list of numbers, got {value!r:.80}")
+    arr = arr.reshape(-1)
+    if length is not None and arr.size != length:
+        raise DatasetFormatError(f"{loc}: field '{field}' has {arr.size} values, expected {length}")
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr))[:5].tolist()
+        raise DatasetFormatError(
+            f"{loc}: field '{field}' has null, NaN or infinite values (flat positions {bad}); "
+            "every value must be a finite number"
+        )
+    return arr
+
+
+def as_float(value: Any, loc: str, field: str) -> float:
+    """A finite JSON number (not a list, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DatasetFormatError(f"{loc}: field '{field}' must be a finite number, got {value!r:.80}")
+    return float(value)
+
+
+def as_int(value: Any, loc: str, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise DatasetFormatError(f"{loc}: field '{field}' must be an integer id, got {value!r}")
+    return int(value)
+
+
+def check_policy(invalid_boxes: str) -> None:
+    if invalid_boxes not in INVALID_BOX_POLICIES:
+        raise ValueError(f"invalid_boxes must be one of {INVALID_BOX_POLICIES}, got {invalid_boxes!r}")
+
+
+def clip_box(bbox: np.ndarray, width: float | None, height: float | None) -> np.ndarray:
+    """Clip an ``xywh`` box to ``[0, W-1] x [0, H-1]`` (corner clipping, as mmpose does); no-op if size unknown."""
+    if not width or not height:
+        return bbox
+    x1 = min(max(bbox[0], 0.0), width - 1.0)
+    y1 = min(max(bbox[1], 0.0), height - 1.0)
+    x2 = min(max(bbox[0] + bbox[2], 0.0), width - 1.0)
+    y2 = min(max(bbox[1] + bbox[3], 0.0), height - 1.0)
+    return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float32)
+
+
+def box_is_valid(bbox: np.ndarray) -> bool:
+    return bool(bbox[2] > 0 and bbox[3] > 0 and math.isfinite(float(bbox.sum())))
+
+
+def check_images_exist(paths: Iterable[str], file: str | Path, img_dir: str | Path) -> None:
+    """Raise one DatasetFormatError listing missing image files (count + first few)."""
+    missing = sorted({p for p in paths if not os.path.isfile(p)})
+    if missing:
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise DatasetFormatError(
+            f"{file}: {len(missing)} image file(s) referenced by annotations do not exist under img_dir "
+            f"'{img_dir}' (e.g. {shown}); fix img_dir in the data config or pass check_images=False"
+        )
