@@ -19,6 +19,7 @@ from multipose.evaluation import (
     keypoint_oks,
     oks_iou,
     oks_nms,
+    oks_nms_per_image,
     pckh,
     rescore,
 )
@@ -499,3 +500,13 @@ def test_head_consistency():
     assert moved["CHD"] == pytest.approx(10.0)
     assert moved["OKS"] == pytest.approx(np.exp(-(0.1**2) / (2 * 0.1**2)))
     assert moved["OKS<0.5"] == 0.0
+
+
+def test_oks_nms_per_image_never_suppresses_across_images():
+    rng = np.random.default_rng(2)
+    a = np.concatenate([rng.uniform(0, 100, (17, 2)), np.ones((17, 1))], 1)
+    kpts = np.stack([a, a, a, a + [300.0, 0.0, 0.0]])  # same pose in images 7 and 3 (twice)
+    kept = oks_nms_per_image(
+        kpts, np.array([0.5, 0.9, 0.6, 0.4]), np.full(4, 1e4), np.array([7, 3, 3, 3]), COCO.sigmas
+    )
+    assert kept.tolist() == [0, 1, 3]

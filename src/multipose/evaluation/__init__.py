@@ -20,7 +20,7 @@ from .evaluators import (
     available_metrics,
     build_evaluator,
 )
-from .nms import keypoint_oks, oks_iou, oks_nms, rescore
+from .nms import keypoint_oks, oks_iou, oks_nms, oks_nms_per_image, rescore
 from .pck import PCKResult, auc, bbox_pck, epe, pckh
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "keypoint_oks",
     "oks_iou",
     "oks_nms",
+    "oks_nms_per_image",
     "pckh",
     "rescore",
     "results_to_coco",

@@ -178,7 +178,7 @@ def write_results(results: list[dict[str, Any]], path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(results, f)
+            f.write(json.dumps(results))  # one-shot C encoder; json.dump is ~10x slower
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -30,7 +30,7 @@ import numpy as np
 
 from .coco import build_coco_gt, evaluate_keypoints, results_to_coco, write_results
 from .evaluators import BaseEvaluator, skeleton_sigmas
-from .nms import keypoint_oks, oks_nms, rescore
+from .nms import keypoint_oks, oks_nms_per_image, rescore
 from .pck import bbox_pck
 
 __all__ = ["CrossSkeletonEvaluator", "head_consistency"]
@@ -139,12 +139,7 @@ class CrossSkeletonEvaluator(BaseEvaluator):
         sel = np.arange(len(preds))
         if self.use_nms and len(preds):
             areas = np.array([float(i.area) for i in insts])
-            kept = [
-                idx[oks_nms(preds[idx], scores[idx], areas[idx], self.sigmas, self.nms_thr)]
-                for img in np.unique(st["image_ids"])
-                for idx in [np.flatnonzero(st["image_ids"] == img)]
-            ]
-            sel = np.sort(np.concatenate(kept))
+            sel = oks_nms_per_image(preds, scores, areas, st["image_ids"], self.sigmas, self.nms_thr)
         results = results_to_coco(st["image_ids"][sel], preds[sel], scores[sel])
         if out_dir is not None:
             path = write_results(

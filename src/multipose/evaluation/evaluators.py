@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .coco import build_coco_gt, evaluate_keypoints, results_to_coco, write_results
-from .nms import oks_nms, rescore
+from .nms import oks_nms_per_image, rescore
 from .pck import auc, bbox_pck, epe, pckh
 
 __all__ = [
@@ -286,11 +286,7 @@ class CocoEvaluator(BaseEvaluator):
         if unknown.any():
             extent = preds[..., :2].max(1) - preds[..., :2].min(1)
             areas = np.where(unknown, extent[:, 0] * extent[:, 1], areas)
-        keep: list[np.ndarray] = []
-        for img in np.unique(image_ids):
-            idx = np.flatnonzero(image_ids == img)
-            keep.append(idx[oks_nms(preds[idx], scores[idx], areas[idx], self.sigmas, self.nms_thr)])
-        kept = np.sort(np.concatenate(keep))
+        kept = oks_nms_per_image(preds, scores, areas, image_ids, self.sigmas, self.nms_thr)
         if kept.size < preds.shape[0]:
             log.info(
                 "%s: OKS-NMS removed %d of %d poses",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["keypoint_oks", "oks_iou", "oks_nms", "rescore"]
+__all__ = ["keypoint_oks", "oks_iou", "oks_nms", "oks_nms_per_image", "rescore"]
 
 _EPS = float(np.spacing(1))
 
@@ -147,6 +147,36 @@ def oks_nms(
         ovr = oks_iou(keypoints[i], keypoints[rest], areas[i], areas[rest], sigmas, vis_thr)
         order = rest[ovr <= thr]
     return np.asarray(keep, dtype=np.int64)
+
+
+def oks_nms_per_image(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    image_ids: np.ndarray,
+    sigmas: np.ndarray,
+    thr: float = 0.9,
+    vis_thr: float | None = None,
+) -> np.ndarray:
+    """:func:`oks_nms` applied separately to the poses of every image.
+
+    Returns:
+        sorted int64 indices (into the inputs) of the kept poses.
+    """
+    image_ids = np.asarray(image_ids).reshape(-1)
+    if image_ids.shape[0] != np.asarray(keypoints).shape[0]:
+        raise ValueError(
+            f"oks_nms_per_image: {image_ids.shape[0]} image ids for {np.asarray(keypoints).shape[0]} poses"
+        )
+    if image_ids.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(image_ids, kind="stable")
+    _, starts = np.unique(image_ids[order], return_index=True)
+    kept = [
+        idx[oks_nms(keypoints[idx], scores[idx], areas[idx], sigmas, thr, vis_thr)]
+        for idx in np.split(order, starts[1:])
+    ]
+    return np.sort(np.concatenate(kept)).astype(np.int64)
 
 
 def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, vis_thr: float = 0.2) -> np.ndarray:
