@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
+from multipose.data.records import Instance
 from multipose.evaluation import (
     CrossSkeletonEvaluator,
     auc,
@@ -23,28 +23,6 @@ from multipose.evaluation import (
     pckh,
     rescore,
 )
-
-try:  # the real record type once the data package provides it
-    from multipose.data.records import Instance
-except ImportError:  # pragma: no cover - stand-in with the contract's fields
-
-    @dataclass
-    class Instance:  # type: ignore[no-redef]
-        image_path: str
-        image_id: int
-        ann_id: int
-        dataset: str
-        bbox: np.ndarray
-        keypoints: np.ndarray
-        area: float
-        score: float = 1.0
-        iscrowd: bool = False
-        center: np.ndarray | None = None
-        scale: np.ndarray | None = None
-        head_size: float | None = None
-        extra_gt: dict = field(default_factory=dict)
-
-
 from multipose.skeletons.registry import correspondence, get_skeleton
 
 COCO = get_skeleton("coco")
