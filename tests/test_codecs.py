@@ -18,7 +18,7 @@ FLIP = [0, 2, 1, 4, 3, 5]
 def _interior_keypoints(codec, n, rng, margin_hm=6.0):
     """Random sub-pixel keypoints whose 3-sigma window (and blur support) lies inside the heatmap."""
     sx, sy = codec.stride
-    (ih, iw), (hh, hw) = codec.input_size, codec.heatmap_size
+    hh, hw = codec.heatmap_size
     k = np.zeros((n, 3), np.float32)
     k[:, 0] = rng.uniform(margin_hm * sx, (hw - 1 - margin_hm) * sx, n)
     k[:, 1] = rng.uniform(margin_hm * sy, (hh - 1 - margin_hm) * sy, n)
@@ -42,8 +42,13 @@ def _reference_dark_udp(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:
             dyy = p[y1 + 1, x1] - 2 * p[y1, x1] + p[y1 - 1, x1]
             # mmpose post_dark_udp's mixed derivative (uses the (+1,+1) and (-1,-1) corners only)
             dxy = 0.5 * (
-                p[y1 + 1, x1 + 1] - p[y1, x1 + 1] - p[y1 + 1, x1] + 2 * p[y1, x1]
-                - p[y1, x1 - 1] - p[y1 - 1, x1] + p[y1 - 1, x1 - 1]
+                p[y1 + 1, x1 + 1]
+                - p[y1, x1 + 1]
+                - p[y1 + 1, x1]
+                + 2 * p[y1, x1]
+                - p[y1, x1 - 1]
+                - p[y1 - 1, x1]
+                + p[y1 - 1, x1 - 1]
             )
             hess = np.array([[dxx, dxy], [dxy, dyy]]) + np.finfo(np.float32).eps * np.eye(2)
             out[i, j] = np.array([x, y]) - np.linalg.solve(hess, grad)

@@ -19,7 +19,8 @@ Decoding returns coordinates in input-crop pixels (``heatmap px * stride``); use
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -101,7 +102,9 @@ class HeatmapCodec:
         labelled = kpts[:, 2] > 0
         if not np.all(np.isfinite(kpts[labelled, :2])):
             bad = np.flatnonzero(labelled & ~np.all(np.isfinite(kpts[:, :2]), axis=1)).tolist()
-            raise ValueError(f"encode: labelled keypoints {bad} have non-finite coordinates; set v=0 for them")
+            raise ValueError(
+                f"encode: labelled keypoints {bad} have non-finite coordinates; set v=0 for them"
+            )
         xy = np.where(labelled[:, None], kpts[:, :2], 0.0)
         mu = xy / self.stride  # sub-pixel heatmap location
         mu_int = np.trunc(mu + 0.5)  # mmpose: int(mu + 0.5)
@@ -217,7 +220,9 @@ class UDPHeatmap(HeatmapCodec):
         dy = 0.5 * (lg[:, 2, 1] - lg[:, 0, 1])
         dxx = lg[:, 1, 2] - 2 * c + lg[:, 1, 0]
         dyy = lg[:, 2, 1] - 2 * c + lg[:, 0, 1]
-        dxy = 0.5 * (lg[:, 2, 2] - lg[:, 1, 2] - lg[:, 2, 1] + 2 * c - lg[:, 1, 0] - lg[:, 0, 1] + lg[:, 0, 0])
+        dxy = 0.5 * (
+            lg[:, 2, 2] - lg[:, 1, 2] - lg[:, 2, 1] + 2 * c - lg[:, 1, 0] - lg[:, 0, 1] + lg[:, 0, 0]
+        )
         eps = float(np.finfo(np.float32).eps)  # mmpose regularises the Hessian by eps * I
         a, dd = dxx + eps, dyy + eps
         det = a * dd - dxy * dxy

@@ -28,7 +28,8 @@ All functions are vectorised over leading batch dimensions (numpy); :func:`crop_
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
