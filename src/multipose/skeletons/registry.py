@@ -56,6 +56,9 @@ _ALIAS_KEYS = {"name", "alias_of", "aliases", "description"}
 _KP_KEYS = {"name", "semantic", "swap", "half"}
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~10x faster
+
+
 class SkeletonError(ValueError):
     """A skeleton file or skeleton name is invalid (message names the file/field and the fix)."""
 
@@ -196,7 +199,7 @@ def _read_yaml(path: Path) -> Any:
     except FileNotFoundError:
         raise SkeletonError(f"{path}: skeleton file not found") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise SkeletonError(f"{path}: not valid YAML ({exc})") from None
 
@@ -410,16 +413,22 @@ def _ensure_builtins() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True  # set first: alias files call get_skeleton while loading
-    files = sorted(p for p in SKELETON_DIR.glob("*.yaml") if p != VOCABULARY_FILE)
-    pending = []
-    for path in files:
-        raw = _read_yaml(path)
-        if isinstance(raw, dict) and "alias_of" in raw:
-            pending.append((path, raw))
-            continue
-        _add(_parse_skeleton(raw, path, load_vocabulary()), overwrite=False)
-    for path, raw in pending:
-        _add(_parse_skeleton(raw, path, load_vocabulary()), overwrite=False)
+    try:
+        files = sorted(p for p in SKELETON_DIR.glob("*.yaml") if p != VOCABULARY_FILE)
+        pending = []
+        for path in files:
+            raw = _read_yaml(path)
+            if isinstance(raw, dict) and "alias_of" in raw:
+                pending.append((path, raw))
+                continue
+            _add(_parse_skeleton(raw, path, load_vocabulary()), overwrite=False)
+        for path, raw in pending:
+            _add(_parse_skeleton(raw, path, load_vocabulary()), overwrite=False)
+    except Exception:
+        _REGISTRY.clear()
+        _ALIASES.clear()
+        _BUILTINS_LOADED = False
+        raise
 
 
 def load_skeleton_file(path: str | Path, register: bool = False, overwrite: bool = False) -> Skeleton:

@@ -19,17 +19,30 @@ logger = logging.getLogger("multipose.data.formats")
 INVALID_BOX_POLICIES = ("error", "skip")
 
 
-def where(file: str | Path, ann_id: Any = None, index: int | None = None, list_name: str = "annotations") -> str:
-    """Location prefix for error messages: ``<file>: annotation id=<id> (<list>[<index>])``."""
-    parts = [str(file)]
-    if ann_id is not None or index is not None:
+class Loc:
+    """Lazy location prefix for error messages: ``<file>: annotation id=<id> (<list>[<index>])``.
+
+    Formatting happens only when an error is raised, which keeps the per-annotation cost low.
+    """
+
+    __slots__ = ("file", "ann_id", "index", "list_name")
+
+    def __init__(self, file: str | Path, ann_id: Any = None, index: int | None = None,
+                 list_name: str = "annotations") -> None:
+        self.file, self.ann_id, self.index, self.list_name = file, ann_id, index, list_name
+
+    def __str__(self) -> str:
         loc = []
-        if ann_id is not None:
-            loc.append(f"annotation id={ann_id}")
-        if index is not None:
-            loc.append(f"({list_name}[{index}])")
-        parts.append(" ".join(loc))
-    return ": ".join(parts)
+        if self.ann_id is not None:
+            loc.append(f"annotation id={self.ann_id}")
+        if self.index is not None:
+            loc.append(f"({self.list_name}[{self.index}])")
+        return f"{self.file}: {' '.join(loc)}" if loc else str(self.file)
+
+
+def where(file: str | Path, ann_id: Any = None, index: int | None = None, list_name: str = "annotations") -> Loc:
+    """Location of an annotation for error messages (see :class:`Loc`)."""
+    return Loc(file, ann_id, index, list_name)
 
 
 def load_json(path: str | Path, what: str) -> Any:
@@ -49,7 +62,7 @@ def load_json(path: str | Path, what: str) -> Any:
         raise DatasetFormatError(f"{path}: not a UTF-8 text file ({exc}); expected a {what} JSON file") from None
 
 
-def require(obj: Mapping[str, Any], key: str, loc: str, hint: str = "") -> Any:
+def require(obj: Mapping[str, Any], key: str, loc: str | Loc, hint: str = "") -> Any:
     """``obj[key]`` or a DatasetFormatError naming the missing field."""
     if not isinstance(obj, Mapping):
         raise DatasetFormatError(f"{loc}: expected a JSON object, got {type(obj).__name__}")
@@ -61,7 +74,7 @@ def require(obj: Mapping[str, Any], key: str, loc: str, hint: str = "") -> Any:
     return obj[key]
 
 
-def as_float_array(value: Any, loc: str, field: str, length: int | None = None) -> np.ndarray:
+def as_float_array(value: Any, loc: str | Loc, field: str, length: int | None = None) -> np.ndarray:
     """Flat float32 array from a JSON number list; checks length and finiteness."""
     try:
         arr = np.asarray(value, dtype=np.float32)
@@ -81,14 +94,14 @@ def as_float_array(value: Any, loc: str, field: str, length: int | None = None) 
     return arr
 
 
-def as_float(value: Any, loc: str, field: str) -> float:
+def as_float(value: Any, loc: str | Loc, field: str) -> float:
     """A finite JSON number (not a list, not a bool)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise DatasetFormatError(f"{loc}: field '{field}' must be a finite number, got {value!r:.80}")
     return float(value)
 
 
-def as_int(value: Any, loc: str, field: str) -> int:
+def as_int(value: Any, loc: str | Loc, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
         raise DatasetFormatError(f"{loc}: field '{field}' must be an integer id, got {value!r}")
     return int(value)
@@ -99,19 +112,33 @@ def check_policy(invalid_boxes: str) -> None:
         raise ValueError(f"invalid_boxes must be one of {INVALID_BOX_POLICIES}, got {invalid_boxes!r}")
 
 
-def clip_box(bbox: np.ndarray, width: float | None, height: float | None) -> np.ndarray:
-    """Clip an ``xywh`` box to ``[0, W-1] x [0, H-1]`` (corner clipping, as mmpose does); no-op if size unknown."""
+def as_box(value: Any, loc: str | Loc, field: str = "bbox") -> tuple[float, float, float, float]:
+    """An ``xywh`` box as four finite python floats."""
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        raise DatasetFormatError(f"{loc}: field '{field}' must be a list [x, y, w, h] of 4 numbers, got {value!r:.80}")
+    try:
+        x, y, w, h = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise DatasetFormatError(f"{loc}: field '{field}' must be 4 numbers, got {value!r:.80}") from None
+    if not all(map(math.isfinite, (x, y, w, h))):
+        raise DatasetFormatError(f"{loc}: field '{field}' has null, NaN or infinite values: {value!r:.80}")
+    return x, y, w, h
+
+
+def clip_box(box: tuple[float, float, float, float], width: float, height: float) -> tuple[float, float, float, float]:
+    """Clip an ``xywh`` box's corners to ``[0, W-1] x [0, H-1]`` (as mmpose does); no-op if the size is unknown (0)."""
     if not width or not height:
-        return bbox
-    x1 = min(max(bbox[0], 0.0), width - 1.0)
-    y1 = min(max(bbox[1], 0.0), height - 1.0)
-    x2 = min(max(bbox[0] + bbox[2], 0.0), width - 1.0)
-    y2 = min(max(bbox[1] + bbox[3], 0.0), height - 1.0)
-    return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float32)
+        return box
+    x, y, w, h = box
+    x1 = min(max(x, 0.0), width - 1.0)
+    y1 = min(max(y, 0.0), height - 1.0)
+    x2 = min(max(x + w, 0.0), width - 1.0)
+    y2 = min(max(y + h, 0.0), height - 1.0)
+    return x1, y1, x2 - x1, y2 - y1
 
 
-def box_is_valid(bbox: np.ndarray) -> bool:
-    return bool(bbox[2] > 0 and bbox[3] > 0 and math.isfinite(float(bbox.sum())))
+def box_is_valid(box: tuple[float, float, float, float]) -> bool:
+    return box[2] > 0 and box[3] > 0
 
 
 def check_images_exist(paths: Iterable[str], file: str | Path, img_dir: str | Path) -> None:

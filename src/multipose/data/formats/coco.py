@@ -35,6 +35,7 @@ import numpy as np
 from ...skeletons import Skeleton, SkeletonError, get_skeleton
 from ..records import DatasetFormatError, Instance
 from ._common import (
+    as_box,
     as_float_array,
     as_int,
     box_is_valid,
@@ -101,7 +102,7 @@ def read_coco_images(ann_file: str | Path, img_dir: str | Path, check_images: bo
     return index
 
 
-def _keypoints(ann: dict, loc: str, layout: str, k: int, skel_name: str) -> np.ndarray:
+def _keypoints(ann: dict, loc: object, layout: str, k: int, skel_name: str) -> np.ndarray:
     if layout == "coco":
         raw = require(ann, "keypoints", loc)
         flat = as_float_array(raw, loc, "keypoints")
@@ -128,7 +129,7 @@ def _keypoints(ann: dict, loc: str, layout: str, k: int, skel_name: str) -> np.n
     return np.concatenate(parts, axis=0)
 
 
-def _extra_gt(ann: dict, loc: str) -> dict[str, np.ndarray]:
+def _extra_gt(ann: dict, loc: object) -> dict[str, np.ndarray]:
     raw = ann.get("gt_all")
     if raw is None:
         return {}
@@ -220,7 +221,7 @@ def read_coco(
                 "re-export it or remove the annotation"
             )
         path, width, height = images[image_id]
-        box = as_float_array(require(ann, "bbox", loc), loc, "bbox", length=4)
+        box = as_box(require(ann, "bbox", loc), loc)
         clipped = clip_box(box, width, height)
         if not box_is_valid(box) or not box_is_valid(clipped):
             if invalid_boxes == "skip":
@@ -228,19 +229,19 @@ def read_coco(
                 continue
             reason = "zero or negative width/height" if not box_is_valid(box) else "no area inside the image"
             raise DatasetFormatError(
-                f"{loc}: bbox {box.tolist()} has {reason} (image {width:g}x{height:g}); fix the annotation or "
+                f"{loc}: bbox {list(box)} has {reason} (image {width:g}x{height:g}); fix the annotation or "
                 "pass invalid_boxes='skip' to drop such boxes (the count is logged)"
             )
         kps = _keypoints(ann, loc, layout, k, skel.name)
         area_raw = ann.get("area")
-        area = float(area_raw) if isinstance(area_raw, (int, float)) and area_raw > 0 else float(box[2] * box[3])
+        area = float(area_raw) if isinstance(area_raw, (int, float)) and area_raw > 0 else box[2] * box[3]
         instances.append(
             Instance(
                 image_path=path,
                 image_id=image_id,
                 ann_id=ann_id,
                 dataset=dataset,
-                bbox=clipped,
+                bbox=np.array(clipped, dtype=np.float32),
                 keypoints=kps,
                 area=area,
                 iscrowd=bool(ann.get("iscrowd", 0)),

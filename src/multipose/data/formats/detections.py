@@ -15,7 +15,7 @@ import numpy as np
 
 from ...skeletons import Skeleton, get_skeleton
 from ..records import DatasetFormatError, Instance
-from ._common import as_float, as_float_array, as_int, box_is_valid, check_policy, load_json, logger, require
+from ._common import Loc, as_box, as_float, as_int, box_is_valid, check_policy, load_json, logger, require
 
 __all__ = ["read_detections"]
 
@@ -51,9 +51,8 @@ def read_detections(
     out: list[Instance] = []
     n_low = n_cat = n_bad = 0
     for i, det in enumerate(data):
-        loc = f"{det_file}: detection [{i}]"
+        loc = Loc(det_file, index=i, list_name="detections")
         image_id = as_int(require(det, "image_id", loc), loc, "image_id")
-        loc = f"{det_file}: detection [{i}] (image_id={image_id})"
         if image_id not in img_index:
             raise DatasetFormatError(
                 f"{loc}: image_id {image_id} is not in the image index ({len(img_index)} images); the detections "
@@ -68,13 +67,13 @@ def read_detections(
         if score < score_thr:
             n_low += 1
             continue
-        box = as_float_array(require(det, "bbox", loc), loc, "bbox", length=4)
+        box = as_box(require(det, "bbox", loc), loc)
         if not box_is_valid(box):
             if invalid_boxes == "skip":
                 n_bad += 1
                 continue
             raise DatasetFormatError(
-                f"{loc}: bbox {box.tolist()} has zero or negative width/height; fix the file or pass "
+                f"{loc}: bbox {list(box)} has zero or negative width/height; fix the file or pass "
                 "invalid_boxes='skip' (the count is logged)"
             )
         out.append(
@@ -83,9 +82,9 @@ def read_detections(
                 image_id=image_id,
                 ann_id=-1,
                 dataset=dataset,
-                bbox=box,
+                bbox=np.array(box, dtype=np.float32),
                 keypoints=np.zeros((k, 3), dtype=np.float32),
-                area=float(box[2] * box[3]),
+                area=box[2] * box[3],
                 score=score,
             )
         )
