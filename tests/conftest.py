@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from multipose.utils.compose import CONF_DIR, compose_config
+
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -20,15 +21,7 @@ def conf_dir() -> Path:
 
 def compose(config_name: str = "train", overrides: list[str] | None = None, return_hydra_config: bool = False):
     """Compose a config from conf/ exactly as the CLI would."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(
-            config_name=config_name, overrides=overrides or [], return_hydra_config=return_hydra_config
-        )
+    return compose_config(config_name, overrides, return_hydra_config)
 
 
 @pytest.fixture(scope="session")

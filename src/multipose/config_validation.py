@@ -19,20 +19,23 @@ class ConfigError(ValueError):
     """A composed config that cannot run; the message names the option and what to do."""
 
 
-def validate_data_config(data: DictConfig) -> None:
-    """Check the data mix (formats, skeletons, codecs, metrics, counts, files) through the DataModule's own
-    validator, without reading any annotation file."""
-    from multipose.data.config import validate_data_options
+def validate_data_config(data: DictConfig, check_files: bool = True) -> None:
+    """Check the data mix (formats, skeletons, codecs, metrics, counts) with the DataModule's own parser, and
+    that the annotation files exist (a synthetic world is generated on first use, so its files are not checked)."""
+    from multipose.data.config import parse_dataset_entries
 
     if data is None or "datasets" not in data:
         raise ConfigError("config has no `data.datasets`; pick a mix with data=<name> (see conf/data/)")
-    validate_data_options(data)
+    entries = parse_dataset_entries(data.datasets, data.get("root"), data.get("mode", "fixed"), data.get("batch_size"))
+    if check_files and not data.get("synthetic"):
+        for entry in entries.values():
+            entry.check_files()
 
 
-def validate_train_config(cfg: DictConfig) -> None:
+def validate_train_config(cfg: DictConfig, check_files: bool = True) -> None:
     from multipose.models.registry import list_backbones
 
-    validate_data_config(cfg.data)
+    validate_data_config(cfg.data, check_files=check_files)
 
     bb = cfg.backbone
     if bb.name not in list_backbones():

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from multipose.losses import keypoint_mse
-from multipose.models.build import build_pose_model
+from multipose.models.build import model_from_config
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class PoseLitModule(L.LightningModule):
         self.optim_cfg = dict(optim or {})
         self.loss_cfg = dict(loss or {})
         self.eval_cfg = dict(evaluation or {})
-        self.model = build_pose_model(self.model_config)
+        self.model = model_from_config(self.model_config)
         self.dataset_names: list[str] = list(self.model_config["heads"])
         self.num_keypoints = [int(self.model_config["heads"][n]["num_keypoints"]) for n in self.dataset_names]
         weights = dict(self.loss_cfg.get("dataset_weights") or {})
@@ -140,7 +140,7 @@ class PoseLitModule(L.LightningModule):
     def _head_heatmaps(self, images: torch.Tensor, head_idx: int, feats_cache: dict) -> torch.Tensor:
         """Heatmaps of head ``head_idx`` (with that dataset's expert), flip-tested if configured."""
         name = self.dataset_names[head_idx]
-        key = head_idx if self.model.backbone_is_task_specific else -1
+        key = head_idx if getattr(self.model.backbone, "routed", False) else -1
         if key not in feats_cache:
             didx = torch.full((images.shape[0],), head_idx, dtype=torch.long, device=images.device)
             feats = self.model(images, didx)
@@ -214,7 +214,7 @@ class PoseLitModule(L.LightningModule):
             for head_name, cross in self._cross.get(name, {}).items():
                 self._gather(cross)
                 for key, value in cross.compute().items():
-                    metrics[f"val/{name}/cross/{head_name}/{key}"] = float(value)
+                    metrics[f"val/{name}/{key}"] = float(value)
         metrics["val/score"] = float(np.mean(primaries)) if primaries else float("nan")
         self.val_metrics = metrics
         self.val_metrics_step = self.global_step

@@ -1,0 +1,109 @@
+"""Training throughput of the model on CPU (or GPU) and the fraction of the plain-matmul peak it reaches.
+
+    python scripts/bench_train.py                         # the default CPU model (conf/train.yaml)
+    python scripts/bench_train.py backbone=vit_base data.input_size=[256,192] data.heatmap_size=[64,48] \
+        head=classic --batch 32 --device cuda --precision bf16
+
+Measures, on random inputs shaped like the configured data: the FLOPs of one training step (forward + backward,
+counted by torch.utils.flop_counter), samples/s of full steps (forward, loss, backward, AdamW step), and the peak
+of a plain square matmul in the same process and dtype; prints achieved FLOP/s as a fraction of that peak.
+Model compute only: data loading is measured by scripts/bench_data.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def matmul_peak(device: str, dtype: torch.dtype, n: int = 2048, iters: int = 10) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * iters / (time.perf_counter() - t)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: data.batch_size)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from multipose.losses import keypoint_mse
+    from multipose.models.build import model_from_config
+    from multipose.skeletons import get_skeleton
+    from multipose.utils.compose import compose_config
+
+    cfg = compose_config("train", args.overrides)
+    names = list(cfg.data.datasets)
+    skeletons = {n: get_skeleton(cfg.data.datasets[n].skeleton) for n in names}
+    model_config = {
+        "backbone": {**dict(cfg.backbone), "img_size": list(cfg.data.input_size), "num_experts": len(names)},
+        "head": dict(cfg.head),
+        "heads": {n: {"skeleton": s.name, "num_keypoints": s.num_keypoints} for n, s in skeletons.items()},
+    }
+    model = model_from_config(model_config).to(args.device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = args.batch or int(cfg.data.batch_size)
+    h, w = cfg.data.input_size
+    hh, hw = cfg.data.heatmap_size
+    images = torch.randn(batch, 3, h, w, device=args.device)
+    didx = torch.arange(batch, device=args.device) % len(names)
+    targets = {n: torch.rand(int((didx == i).sum()), s.num_keypoints, hh, hw, device=args.device)
+               for i, (n, s) in enumerate(skeletons.items())}
+    autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+    def step() -> None:
+        with autocast:
+            feats = model(images, didx)
+            loss = 0.0
+            for i, n in enumerate(names):
+                sel = (didx == i).nonzero(as_tuple=True)[0]
+                pred = model.heads[n](feats[sel])
+                loss = loss + keypoint_mse(pred, targets[n], torch.ones(pred.shape[:2], device=args.device))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops_per_step = counter.get_total_flops()
+    for _ in range(2):
+        step()
+    _sync(args.device)
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    _sync(args.device)
+    dt = (time.perf_counter() - t) / args.steps
+    peak = matmul_peak(args.device, torch.bfloat16 if args.precision == "bf16" else torch.float32)
+    achieved = flops_per_step / dt
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"model: {cfg.backbone.name} ffn={cfg.backbone.ffn} head={cfg.head.type} params={params:.2f}M "
+          f"input={h}x{w} heads={len(names)} batch={batch} device={args.device} precision={args.precision} "
+          f"threads={torch.get_num_threads()}")
+    print(f"train step: {dt * 1e3:.1f} ms, {batch / dt:.1f} samples/s, {flops_per_step / batch / 1e9:.3f} GFLOP/sample")
+    print(f"achieved {achieved / 1e9:.1f} GFLOP/s; plain {args.precision} matmul peak {peak / 1e9:.1f} GFLOP/s; "
+          f"fraction of peak {achieved / peak:.2%}")
+
+
+if __name__ == "__main__":
+    main()
