@@ -30,5 +30,5 @@ def tiny_world(tmp_path_factory) -> Path:
     from multipose.data.synthetic import generate_world
 
     root = tmp_path_factory.mktemp("data") / "synthetic_tiny"
-    generate_world(root, preset="tiny", seed=0)
+    generate_world(root, "tiny", seed=0)
     return root

@@ -241,6 +241,7 @@ class PoseLitModule(L.LightningModule):
             base_lr=lr,
             weight_decay=float(cfg.get("weight_decay", 0.1)),
             layer_decay=float(cfg.get("layer_decay", 1.0)),
+            num_layers=int(self.model.backbone.depth),
         )
         optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))))
         total_steps = int(self.trainer.estimated_stepping_batches)

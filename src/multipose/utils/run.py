@@ -98,9 +98,6 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
     def wrapped(cfg: DictConfig) -> Any:
         try:
             return task(cfg)
-        except Exception:
-            log.exception("Task %s failed", task.__name__)
-            raise
         finally:
             try:
                 import sys
