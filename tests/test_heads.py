@@ -199,3 +199,14 @@ def test_every_head_type_gives_quarter_resolution(head):
     with torch.no_grad():
         out = model.heatmaps(torch.randn(1, 3, 64, 48), torch.tensor([0]))
     assert all(v.shape[-2:] == (16, 12) for v in out.values())
+
+
+def test_skeleton_names_resolve_through_the_registry():
+    model = build_pose_model({"my_coco": "coco", "my_mpii": "mpii"}, backbone="vit_tiny", head="simple", depth=1,
+                             img_size=(64, 48), ffn="ps")
+    assert model.heads["my_coco"].num_keypoints == 17 and model.heads["my_mpii"].num_keypoints == 16
+    assert model.backbone.num_experts == 2
+    assert model.resolve_head(skeleton="mpii") == "my_mpii"
+    with pytest.raises(ValueError, match="my_coco.*3 keypoints.*'coco' has 17"):
+        PoseModel(model.backbone, {"my_coco": SimpleHead(192, 3), "my_mpii": SimpleHead(192, 16)},
+                  {"my_coco": "coco", "my_mpii": "mpii"})

@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
-from multipose.models import ViTPoseBackbone, build_backbone, get_backbone_spec, list_backbones, resize_pos_embed
+from multipose.models import (
+    ViTPoseBackbone,
+    build_backbone,
+    get_backbone_spec,
+    list_backbones,
+    resize_pos_embed,
+)
 from multipose.models.vit import token_grid
 
 

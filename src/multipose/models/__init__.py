@@ -1,6 +1,13 @@
 """Models: ViTPose / ViTPose++ backbone, FFN variants, heatmap heads, the multi-head PoseModel, optimiser groups."""
 
-from multipose.models.heads import HEAD_TYPES, ClassicHead, MinimalHead, SimpleHead, build_head, upsample_for_stride
+from multipose.models.heads import (
+    HEAD_TYPES,
+    ClassicHead,
+    MinimalHead,
+    SimpleHead,
+    build_head,
+    upsample_for_stride,
+)
 from multipose.models.moe import (
     FFN_TYPES,
     IndependentMlp,
@@ -12,7 +19,13 @@ from multipose.models.moe import (
 )
 from multipose.models.optim import layer_id_for, param_groups_layer_decay, scale_lr
 from multipose.models.pose_model import PoseModel, build_pose_model
-from multipose.models.registry import BACKBONES, BackboneSpec, build_backbone, get_backbone_spec, list_backbones
+from multipose.models.registry import (
+    BACKBONES,
+    BackboneSpec,
+    build_backbone,
+    get_backbone_spec,
+    list_backbones,
+)
 from multipose.models.vit import ViTPoseBackbone, ViTPoseBlock, resize_pos_embed, token_grid
 
 __all__ = [

@@ -6,7 +6,7 @@ for single-dataset training, ``vitPose+_*`` for ViTPose++ multi-dataset training
 ========== ===== ===== ===== ========= ==================== ============== ============
 name        C     depth heads drop path layer decay (single/++) part_features params (M)
 ========== ===== ===== ===== ========= ==================== ============== ============
-vit_tiny    192   6     3     0.1       0.75 / 0.75           48             ~2.7
+vit_tiny    192   6     3     0.1       0.75 / 0.75           48             ~2.9
 vit_small   384   12    12    0.1       0.8 / 0.8             96             ~22
 vit_base    768   12    12    0.3       0.75 / 0.75           192            ~86
 vit_large   1024  24    16    0.5       0.8 / 0.8             256            ~304
