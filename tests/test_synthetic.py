@@ -378,3 +378,11 @@ def test_cli_reports_what_it_wrote(tmp_path: Path, capsys):
     assert "syn_wholebody" in out and "generated in" in out
     assert json.loads((tmp_path / "cli" / "world.json").read_text())["seed"] == 2
     assert main(["--out", str(tmp_path / "cli"), "--preset", "tiny"]) == 2  # exists, no --overwrite
+
+
+def test_ensure_world_accepts_the_data_config_mapping(tmp_path: Path):
+    """The DataModule calls ``ensure_world(root, **data.synthetic)`` with ``{preset, seed}``."""
+    root = ensure_world(tmp_path / "w", **{"preset": "tiny", "seed": 7})
+    assert world_is_current(root, "tiny", seed=7)
+    with pytest.raises(ValueError, match="either"):
+        ensure_world(tmp_path / "w", WorldConfig.preset("tiny"), preset="tiny")

@@ -193,7 +193,11 @@ class WorldDataset:
         }
 
 
-def _resolve(config: WorldConfig | str | None) -> WorldConfig:
+def _resolve(config: WorldConfig | str | None, preset: str | None = None) -> WorldConfig:
+    if preset is not None:
+        if config is not None:
+            raise ValueError("give either `config` or `preset` for the synthetic world, not both")
+        config = preset
     if config is None:
         return WorldConfig()
     if isinstance(config, str):
@@ -582,16 +586,18 @@ def _clean_dead_partials(root: Path) -> None:
 
 
 def generate_world(root: str | os.PathLike, config: WorldConfig | str | None = None, seed: int = 0,
-                   overwrite: bool = False, workers: int | None = None) -> Path:
+                   overwrite: bool = False, workers: int | None = None, preset: str | None = None) -> Path:
     """Generate the world into ``root`` (atomically) and return ``root`` as a ``Path``.
 
     ``workers``: processes rendering images (``None``: one per CPU core, up to 8, for worlds of more
     than a few hundred images). The output is byte-identical for any number of workers.
+    ``config`` may be a :class:`WorldConfig`, a preset name, or ``None`` (default world); ``preset``
+    is the same as passing the name as ``config`` (the data config writes ``synthetic: {preset, seed}``).
 
     ``root`` must not exist unless ``overwrite`` is set, in which case it must be a previous world
     (hold ``world.json``) or be empty — any other folder is refused rather than deleted.
     """
-    cfg = _resolve(config)
+    cfg = _resolve(config, preset)
     root = Path(root).absolute()
     if root.exists():
         if not overwrite:
@@ -639,10 +645,12 @@ def _lock(root: Path) -> Iterator[None]:
 
 
 def ensure_world(root: str | os.PathLike, config: WorldConfig | str | None = None, seed: int = 0,
-                 workers: int | None = None) -> Path:
+                 workers: int | None = None, preset: str | None = None) -> Path:
     """Generate the world at ``root`` unless a current one (same generator version, seed and config,
-    complete files) is already there; returns ``root``. Safe to call from several processes."""
-    cfg = _resolve(config)
+    complete files) is already there; returns ``root``. Safe to call from several processes.
+
+    Arguments as for :func:`generate_world`."""
+    cfg = _resolve(config, preset)
     root = Path(root).absolute()
     with _lock(root):
         if _staleness(root, cfg, seed) is None:
