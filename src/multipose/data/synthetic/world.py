@@ -569,7 +569,7 @@ def world_is_current(root: str | os.PathLike, config: WorldConfig | str | None =
 
 def _clean_dead_partials(root: Path) -> None:
     """Remove temporary folders left by generations whose process is gone (killed runs)."""
-    for p in root.parent.glob(f".{root.name}.partial-*"):
+    for p in [*root.parent.glob(f".{root.name}.partial-*"), *root.parent.glob(f".{root.name}.old-*")]:
         try:
             pid = int(p.name.rsplit("-", 2)[-2])
         except (ValueError, IndexError):
