@@ -225,7 +225,8 @@ def test_gt_all_has_every_applicable_skeleton(world: Path):
     for e in _load(world, "syn_mpii"):
         assert tuple(e["gt_all"]) == HUMAN
         gt = _kp(e["gt_all"]["mpii"])
-        assert np.allclose(gt[gt[:, 2] > 0, :2], np.asarray(e["joints"])[gt[:, 2] > 0])
+        # MPII joints are 1-based (MATLAB), gt_all is 0-based image pixels like every other format
+        assert np.allclose(gt[gt[:, 2] > 0, :2] + 1.0, np.asarray(e["joints"])[gt[:, 2] > 0])
 
 
 def test_left_right_follow_the_facing(world: Path):
@@ -386,3 +387,18 @@ def test_ensure_world_accepts_the_data_config_mapping(tmp_path: Path):
     assert world_is_current(root, "tiny", seed=7)
     with pytest.raises(ValueError, match="either"):
         ensure_world(tmp_path / "w", WorldConfig.preset("tiny"), preset="tiny")
+
+
+def test_readers_recover_hidden_ground_truth_in_image_pixels(world: Path):
+    """Reading the genuine files back gives, for labelled joints, exactly the hidden ground truth of the
+    dataset's own skeleton (MPII's 1-based coordinates included), and every record carries extra_gt."""
+    from multipose.data.formats import read_coco, read_mpii
+
+    mpii = read_mpii(world / "syn_mpii/annotations/val.json", world / "syn_mpii/images/val", "mpii", "syn_mpii")
+    coco = read_coco(world / "syn_coco/annotations/val.json", world / "syn_coco/images/val", "coco", "syn_coco")
+    for records, own in ((mpii, "mpii"), (coco, "coco")):
+        assert records
+        for inst in records:
+            assert set(HUMAN) <= set(inst.extra_gt)
+            lab = inst.keypoints[:, 2] > 0
+            assert np.allclose(inst.keypoints[lab, :2], inst.extra_gt[own][lab, :2], atol=0.02)

@@ -68,12 +68,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("Building data module <%s>", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data, _recursive_=False)
     model_config = build_model_config(cfg, datamodule)
-    module = PoseLitModule(
-        model_config=model_config,
-        optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        loss=OmegaConf.to_container(cfg.loss, resolve=True),
-        evaluation=OmegaConf.to_container(cfg.evaluation, resolve=True),
-    )
+    if cfg.get("distill"):
+        from multipose.distillation import build_distill_module
+
+        module = build_distill_module(cfg, model_config)
+    else:
+        module = PoseLitModule(
+            model_config=model_config,
+            optim=OmegaConf.to_container(cfg.optim, resolve=True),
+            loss=OmegaConf.to_container(cfg.loss, resolve=True),
+            evaluation=OmegaConf.to_container(cfg.evaluation, resolve=True),
+        )
     if cfg.backbone.get("init"):
         from multipose.models.checkpoint_io import load_backbone_init
 

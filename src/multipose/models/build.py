@@ -19,7 +19,7 @@ from multipose.models.pose_model import PoseModel, build_pose_model
 from multipose.models.registry import build_backbone
 
 # config keys that describe training, not the architecture
-_NON_ARCH_KEYS = {"name", "layer_decay", "init", "overrides", "num_experts"}
+_NON_ARCH_KEYS = {"name", "layer_decay", "init", "overrides", "num_experts", "knowledge_tokens"}
 
 
 def model_from_config(model_config: Mapping[str, Any]) -> PoseModel:
@@ -47,6 +47,11 @@ def model_from_config(model_config: Mapping[str, Any]) -> PoseModel:
             head_kwargs["final_conv_kernel"] = int(head_cfg["final_kernel"])
     datasets = {name: spec["skeleton"] for name, spec in heads_cfg.items()}
     num_keypoints = {name: int(spec["num_keypoints"]) for name, spec in heads_cfg.items()}
-    return build_pose_model(
+    model = build_pose_model(
         datasets, backbone=backbone, head=head_type, num_keypoints=num_keypoints, head_kwargs=head_kwargs
     )
+    if int(bb_cfg.get("knowledge_tokens") or 0):
+        from multipose.models.knowledge_token import attach_knowledge_tokens
+
+        attach_knowledge_tokens(model, num_tokens=int(bb_cfg["knowledge_tokens"]), trainable=False)
+    return model

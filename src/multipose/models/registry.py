@@ -81,7 +81,7 @@ def build_backbone(name: str, **overrides) -> ViTPoseBackbone:
     """
     spec = get_backbone_spec(name)
     kwargs = spec.kwargs()
-    if overrides.get("ffn") == "ps" and "part_features" not in overrides and "part_ratio" not in overrides:
-        kwargs["part_features"] = spec.part_features
+
+
     kwargs.update(overrides)
     return ViTPoseBackbone(**kwargs)

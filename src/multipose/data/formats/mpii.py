@@ -39,6 +39,7 @@ import numpy as np
 
 from ...skeletons import Skeleton, get_skeleton
 from ..records import DatasetFormatError, Instance
+from .coco import _extra_gt
 from ._common import as_float, as_float_array, check_images_exist, load_json, logger, require
 
 __all__ = ["MPII_HEAD_FACTOR", "read_mpii"]
@@ -164,6 +165,7 @@ def read_mpii(
                 center=center,
                 scale=scale,
                 head_size=head_size,
+                extra_gt=_extra_gt(entry, loc),
             )
         )
     if n_head_fallback:

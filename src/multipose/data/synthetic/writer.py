@@ -10,12 +10,13 @@
   labelled is all zeros with ``*_valid: false``. ``keypoints`` holds the 17 body points and
   ``num_keypoints`` counts those, as in the real file.
 * MPII in mmpose's JSON form (``syn_mpii``): a list of ``{image, joints [16, 2], joints_vis [16], center [2],
-  scale, headbox [x1, y1, x2, y2]}`` with ``scale`` = person height / 200 px (mmpose convention; readers
+  scale, headbox [x1, y1, x2, y2]}`` in 1-based MPII pixel coordinates (joints, centre, head box) with ``scale`` = person height / 200 px (mmpose convention; readers
   apply their own padding) and ``joints_vis`` 1 for labelled joints (occluded ones included, as in MPII);
   unlabelled joints (outside the image) are ``[-1, -1]`` with ``joints_vis`` 0.
 
 Every annotation / entry also carries ``gt_all``: ``{skeleton: flat [K*3]}`` — the complete hidden ground
-truth of every skeleton that applies to the figure (COCO visibility convention, no part-validity masking),
+truth of every skeleton that applies to the figure (0-based image pixels in every format, COCO visibility
+convention, no part-validity masking),
 so cross-skeleton accuracy can be measured exactly.
 """
 
@@ -119,12 +120,13 @@ def mpii_entry(image: str, kpts16: np.ndarray, height_px: float, centre: np.ndar
                headbox: list[float], gt_all: dict[str, np.ndarray]) -> dict[str, Any]:
     """One MPII entry in mmpose's JSON layout (see the module docstring)."""
     k = np.asarray(kpts16, dtype=np.float64).reshape(16, 3)
-    joints = [[round(float(x), 2), round(float(y), 2)] if v > 0 else [-1.0, -1.0] for x, y, v in k]
+    # MPII (MATLAB) coordinates are 1-based: readers subtract 1 (mmpose's TopDownMpiiDataset does)
+    joints = [[round(float(x) + 1.0, 2), round(float(y) + 1.0, 2)] if v > 0 else [-1.0, -1.0] for x, y, v in k]
     return {
         "image": image,
         "joints": joints,
         "joints_vis": [1 if v > 0 else 0 for v in k[:, 2]],
-        "center": [round(float(centre[0]), 2), round(float(centre[1]), 2)],
+        "center": [round(float(centre[0]) + 1.0, 2), round(float(centre[1]) + 1.0, 2)],
         "scale": round(float(height_px) / 200.0, 4),
         "headbox": [round(float(v), 2) for v in headbox],
         "gt_all": {name: flat(v) for name, v in gt_all.items()},
