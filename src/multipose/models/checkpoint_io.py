@@ -3,21 +3,31 @@
 Nothing in this module builds a network; it works on ``dict[str, Tensor]`` state dicts only, so every mapping
 can be checked without the model code. :mod:`multipose.models.loading` builds the model from the result.
 
-The multipose layout
---------------------
-A converted checkpoint is a plain dictionary (see ``docs/checkpoints.md``)::
+The multipose checkpoint format
+------------------------------
+A converted checkpoint is a plain dictionary::
 
-    {"multipose_version": "0.1.0",
-     "model_config": {"backbone": {...}, "heads": {name: {...}, ...}},   # plain python containers only
+    {"multipose_version": "0.1.0",          # package version that wrote it
+     "format_version": "1",                 # version of this layout
+     "model_config": {...},                 # plain python containers only (see below)
      "source": {"format": "vitpose++", "file": "vitpose+_base.pth"},
      "state_dict": {"backbone.blocks.0.attn.qkv.weight": Tensor, ..., "heads.coco.final_layer.weight": ...}}
 
-saved with ``torch.save`` (loads with ``torch.load(weights_only=True)``) or, for a ``.safetensors`` file, the
-tensors with the rest as JSON under the metadata key ``"multipose"``. Backbone keys are the official ViTPose
-names (``patch_embed.proj``, ``pos_embed`` of shape ``(1, 1+h*w, C)`` with the unused cls slot,
-``blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2,mlp.experts.k}``, ``last_norm``) under
-``backbone.``; head keys are the official head names (``deconv_layers.{0,1,3,4}``, ``final_layer``) under
-``heads.<dataset name>.``. The head order in ``model_config["heads"]`` is the dataset / expert order.
+written with ``torch.save`` (so it loads with ``torch.load(weights_only=True)``) or, when the file name ends in
+``.safetensors``, as safetensors tensors with everything else as JSON under the metadata key ``"multipose"``.
+
+``model_config`` is the schema of :mod:`multipose.models.build` -- the same dict training stores in a Lightning
+checkpoint's ``hyper_parameters["model_config"]``::
+
+    backbone: {name: vit_base, ffn: shared|ps, part_features: 192|null, num_experts: 6, img_size: [256, 192],
+               ratio: 1, overrides: {embed_dim, depth, num_heads, mlp_ratio, qkv_bias, patch_size}}
+    head:     {type: classic|simple, deconv_filters: [256, 256], final_kernel: 1}
+    heads:    {coco: {skeleton: coco, num_keypoints: 17}, aic: {...}, ...}     # dataset / expert order
+
+Backbone keys are the official ViTPose names (``patch_embed.proj``, ``pos_embed`` of shape ``(1, 1+h*w, C)``
+with the unused cls slot, ``blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2,mlp.experts.k}``,
+``last_norm``) under ``backbone.``; head keys are the official head names (``deconv_layers.{0,1,3,4}``,
+``final_layer``) under ``heads.<dataset name>.``. Head i uses expert i.
 
 Supported sources (``detect_format``):
 
@@ -225,7 +235,7 @@ def detect_format(obj: dict[str, Any], path: str | Path = "<checkpoint>") -> str
     """Return one of :data:`FORMATS` from the keys of a checkpoint read with :func:`read_checkpoint`."""
     if "multipose_version" in obj and "model_config" in obj:
         return "multipose"
-    if "state_dict" in obj and isinstance(obj.get("hyper_parameters"), dict) and "pytorch-lightning_version" in obj:
+    if "state_dict" in obj and isinstance(obj.get("hyper_parameters"), dict):
         return "lightning"
     sd = unwrap_state_dict(obj, path)
     keys = set(sd)
@@ -1000,7 +1010,9 @@ def convert_checkpoint(
     detected = detect_format(obj, p) if fmt == "auto" else fmt
     if detected in ("multipose", "lightning"):
         cfg, sd = read_multipose(obj, p)
-        return ConversionResult(detected, cfg, dict(sd), p)
+        ignored = [k for k in obj.get("state_dict", {}) if detected == "lightning" and not k.startswith("model.")]
+        notes = ["Lightning state_dict keys outside 'model.' (training-only modules) are not part of the model"]
+        return ConversionResult(detected, cfg, dict(sd), p, ignored, notes if ignored else [])
     sd = unwrap_state_dict(obj, p)
     if detected in ("vitpose", "vitpose++"):
         return convert_official(
@@ -1093,7 +1105,7 @@ def load_backbone_init(backbone: torch.nn.Module, path: str | Path, *, verbose: 
     """
     sd, src_cfg, fmt, dropped = _source_backbone(path, getattr(backbone, "num_heads", None))
     p = str(path)
-    grid = tuple(getattr(backbone, "grid_size"))
+    grid = tuple(backbone.grid_size)
     ffn = getattr(backbone, "ffn", "shared")
     num_experts = int(getattr(backbone, "num_experts", 1))
     part = getattr(backbone, "part_features", None)

@@ -1,7 +1,7 @@
 """Build a ready-to-use :class:`~multipose.models.pose_model.PoseModel` from a checkpoint file.
 
 ``load_pose_model(path)`` accepts a multipose checkpoint (``torch.save`` dict or ``.safetensors``, see
-``docs/checkpoints.md``), a Lightning ``.ckpt`` written by ``multipose.train`` (model config in
+:mod:`multipose.models.checkpoint_io`), a Lightning ``.ckpt`` written by ``multipose.train`` (model config in
 ``hyper_parameters["model_config"]``, weights under ``model.``), and — converted on the fly — official
 ViTPose / ViTPose++ ``.pth`` files and Hugging Face VitPose state dicts. Files are read with
 ``torch.load(weights_only=True)`` or safetensors: loading never executes pickled code.

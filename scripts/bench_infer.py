@@ -1,0 +1,158 @@
+"""Inference throughput: multipose merged ViTPose++ vs Hugging Face transformers VitPose / VitPose+.
+
+    python scripts/bench_infer.py                                   # CPU: batch 8, 256x192, size B
+    python scripts/bench_infer.py --device cuda --batch 64 --dtype bf16 --sizes S B L H
+
+For each size, in one process and on the same random input (random weights, ``torch.inference_mode``):
+
+- ``multipose ViTPose++ merged``: a ViTPose++ model (PS-FFN, 6 experts, 6 classic heads) merged for task 0
+  (``PoseModel.merge_experts``: experts folded into a dense fc2, COCO head only),
+- ``transformers VitPose``: ``VitPoseForPoseEstimation`` with the classic decoder (dense FFN),
+- ``transformers VitPose+``: the same with ``num_experts=6`` and ``part_features=C/4`` (``dataset_index`` 0).
+
+Timing: warm-up iterations, then ``--rounds`` rounds of ``--iters`` forward passes per model, the models
+interleaved round by round in a rotating order (so a noisy shared machine affects all of them alike); the best round is reported
+as images/s. The FLOPs of one forward are counted with ``torch.utils.flop_counter``; on CUDA the achieved
+FLOP/s is also given as a fraction of the peak of a large plain matmul measured in the same process and dtype.
+Transformers is needed (``pip install transformers``, the ``hf`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+
+SIZES = {"S": "vit_small", "B": "vit_base", "L": "vit_large", "H": "vit_huge"}
+DATASETS = {"coco": "coco", "aic": "aic", "mpii": "mpii", "ap10k": "ap10k", "apt36k": "ap10k",
+            "wholebody": "coco_wholebody"}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str, dtype: torch.dtype, n: int, iters: int = 20) -> float:
+    """FLOP/s of an ``n x n @ n x n`` matmul (the practical dense peak)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * iters / (time.perf_counter() - t)
+
+
+def forward_flops(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        fn(x)
+    return int(counter.get_total_flops())
+
+
+def build_multipose(size: str, img_size: tuple[int, int]) -> torch.nn.Module:
+    from multipose.models.pose_model import build_pose_model
+
+    model = build_pose_model(DATASETS, backbone=SIZES[size], head="classic", ffn="ps", img_size=img_size,
+                             drop_path_rate=0.0)
+    return model.merge_experts("coco").eval()
+
+
+def build_hf(size: str, img_size: tuple[int, int], num_experts: int) -> torch.nn.Module:
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
+
+    from multipose.models.registry import get_backbone_spec
+
+    spec = get_backbone_spec(SIZES[size])
+    bcfg = VitPoseBackboneConfig(
+        image_size=list(img_size), patch_size=[16, 16], hidden_size=spec.embed_dim, num_hidden_layers=spec.depth,
+        num_attention_heads=spec.num_heads, mlp_ratio=4, num_experts=num_experts, part_features=spec.part_features,
+        layer_norm_eps=1e-6, out_indices=[spec.depth],
+    )
+    cfg = VitPoseConfig(backbone_config=bcfg, use_simple_decoder=False, num_labels=17)
+    # the backbone (where the attention is) picks SDPA by default; printed with the results
+    return VitPoseForPoseEstimation(cfg).eval()
+
+
+def bench_size(size: str, args: argparse.Namespace, peak: float | None) -> None:
+    device, dtype = args.device, DTYPES[args.dtype]
+    img = tuple(args.img_size)
+    x = torch.randn(args.batch, 3, *img, device=device, dtype=dtype)
+    idx = torch.zeros(args.batch, dtype=torch.long, device=device)
+
+    mp = build_multipose(size, img).to(device=device, dtype=dtype)
+    hf = build_hf(size, img, 1).to(device=device, dtype=dtype)
+    hfp = build_hf(size, img, 6).to(device=device, dtype=dtype)
+    models: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "multipose ViTPose++ merged": lambda t: mp.heads["coco"](mp.backbone(t)),
+        "transformers VitPose": lambda t: hf(pixel_values=t).heatmaps,
+        "transformers VitPose+ (6 experts)": lambda t: hfp(pixel_values=t, dataset_index=idx[: t.shape[0]]).heatmaps,
+    }
+    flops = {name: forward_flops(fn, x[:1]) for name, fn in models.items()}
+    with torch.inference_mode():
+        ref = models["multipose ViTPose++ merged"](x)
+        for name, fn in models.items():
+            out = fn(x)
+            assert out.shape == ref.shape, f"{name}: output {tuple(out.shape)} vs {tuple(ref.shape)}"
+            for _ in range(args.warmup):
+                fn(x)
+        _sync(device)
+        best = {name: 0.0 for name in models}
+        names = list(models)
+        for r in range(args.rounds):
+            for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order every round
+                fn = models[name]
+                t = time.perf_counter()
+                for _ in range(args.iters):
+                    fn(x)
+                _sync(device)
+                best[name] = max(best[name], args.batch * args.iters / (time.perf_counter() - t))
+    attn = hf.backbone.config._attn_implementation
+    print(f"\nViTPose-{size} ({SIZES[size]}), batch {args.batch}, {img[0]}x{img[1]}, {args.dtype}, {device}, "
+          f"transformers attention: {attn}")
+    base = best["transformers VitPose"]
+    for name, ips in best.items():
+        gflop = flops[name] / 1e9
+        line = f"  {name:<36} {ips:9.2f} img/s  {gflop:6.1f} GFLOP/img  x{ips / base:4.2f} vs transformers VitPose"
+        if peak:
+            line += f"  {ips * flops[name] / peak:6.1%} of {args.dtype} matmul peak"
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="fp32", choices=list(DTYPES))
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--img-size", type=int, nargs=2, default=[256, 192], metavar=("H", "W"))
+    parser.add_argument("--sizes", nargs="+", default=["B"], choices=list(SIZES))
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+    torch.manual_seed(0)
+    peak = None
+    if args.device.startswith("cuda"):
+        peak = matmul_peak(args.device, DTYPES[args.dtype], n=8192)
+        print(f"{args.dtype} matmul peak (8192^3): {peak / 1e12:.1f} TFLOP/s on {torch.cuda.get_device_name()}")
+    else:
+        print(f"CPU, {torch.get_num_threads()} threads")
+    for size in args.sizes:
+        bench_size(size, args, peak)
+
+
+if __name__ == "__main__":
+    main()
