@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
 from pathlib import Path
 
@@ -55,16 +54,37 @@ def make_coco(root: Path, name: str, split: str, n_images: int = 3, seed: int = 
         images.append({"id": i + 1, "file_name": fn, "width": w, "height": h})
         for j in range(2):
             kp, box = _person(rng, k, w, h)
-            anns.append({"id": 100 * (i + 1) + j, "image_id": i + 1, "category_id": 1, "bbox": box,
-                         "area": box[2] * box[3], "iscrowd": 0, "num_keypoints": int((kp[:, 2] > 0).sum()),
-                         "keypoints": kp.reshape(-1).tolist()})
+            anns.append(
+                {
+                    "id": 100 * (i + 1) + j,
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                    "num_keypoints": int((kp[:, 2] > 0).sum()),
+                    "keypoints": kp.reshape(-1).tolist(),
+                }
+            )
     # one crowd region: kept for evaluation, never trained on
-    anns.append({"id": 999, "image_id": 1, "category_id": 1, "bbox": [1.0, 1.0, 30.0, 30.0], "area": 900.0,
-                 "iscrowd": 1, "num_keypoints": 0, "keypoints": [0] * (3 * k)})
+    anns.append(
+        {
+            "id": 999,
+            "image_id": 1,
+            "category_id": 1,
+            "bbox": [1.0, 1.0, 30.0, 30.0],
+            "area": 900.0,
+            "iscrowd": 1,
+            "num_keypoints": 0,
+            "keypoints": [0] * (3 * k),
+        }
+    )
     ann_dir = root / name / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     cats = [{"id": 1, "name": "person"}]
-    (ann_dir / f"{split}.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    (ann_dir / f"{split}.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats})
+    )
 
 
 def make_mpii(root: Path, name: str, split: str, n_images: int = 3, seed: int = 1) -> None:
@@ -77,14 +97,16 @@ def make_mpii(root: Path, name: str, split: str, n_images: int = 3, seed: int = 
         fn = f"{i:04d}.jpg"
         cv2.imwrite(str(img_dir / fn), _image(rng, h, w))
         kp, box = _person(rng, 16, w, h)
-        entries.append({
-            "image": fn,
-            "joints": (kp[:, :2] + 1).tolist(),
-            "joints_vis": (kp[:, 2] > 0).astype(int).tolist(),
-            "center": [box[0] + box[2] / 2 + 1, box[1] + box[3] / 2 + 1],
-            "scale": box[3] / 200,
-            "headbox": [box[0], box[1], box[0] + 10, box[1] + 10],
-        })
+        entries.append(
+            {
+                "image": fn,
+                "joints": (kp[:, :2] + 1).tolist(),
+                "joints_vis": (kp[:, 2] > 0).astype(int).tolist(),
+                "center": [box[0] + box[2] / 2 + 1, box[1] + box[3] / 2 + 1],
+                "scale": box[3] / 200,
+                "headbox": [box[0], box[1], box[0] + 10, box[1] + 10],
+            }
+        )
     ann_dir = root / name / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     (ann_dir / f"{split}.json").write_text(json.dumps(entries))
@@ -92,8 +114,12 @@ def make_mpii(root: Path, name: str, split: str, n_images: int = 3, seed: int = 
 
 def entry(name: str, fmt: str, skeleton: str, count: int, **kw) -> dict:
     out = {
-        "format": fmt, "skeleton": skeleton, "codec": "udp", "metric": "coco" if fmt != "mpii" else "pckh",
-        "half_body": fmt != "mpii", "batch_count": count,
+        "format": fmt,
+        "skeleton": skeleton,
+        "codec": "udp",
+        "metric": "coco" if fmt != "mpii" else "pckh",
+        "half_body": fmt != "mpii",
+        "batch_count": count,
         "train": {"ann_file": f"{name}/annotations/train.json", "img_dir": f"{name}/images/train"},
         "val": {"ann_file": f"{name}/annotations/val.json", "img_dir": f"{name}/images/val"},
     }
@@ -115,8 +141,17 @@ def mix() -> dict:
 
 
 def make_dm(root: Path, **kw) -> MultiPoseDataModule:
-    args = dict(datasets=mix(), root=str(root), input_size=INPUT, heatmap_size=HEATMAP, batch_size=4,
-                mode="fixed", num_workers=0, seed=3, steps_per_epoch=5)
+    args = dict(
+        datasets=mix(),
+        root=str(root),
+        input_size=INPUT,
+        heatmap_size=HEATMAP,
+        batch_size=4,
+        mode="fixed",
+        num_workers=0,
+        seed=3,
+        steps_per_epoch=5,
+    )
     args.update(kw)
     return MultiPoseDataModule(**args)
 
@@ -178,7 +213,9 @@ def test_position_state_resumes_the_stream(world):
     ref = batches(make_dm(world), 5)
     dm = make_dm(world)
     dm.setup("fit")
-    dm.load_state_dict({"batch_index": 3, "seed": 3, "mode": "fixed", "batch_size": 4, "dataset_names": ["a", "b"]})
+    dm.load_state_dict(
+        {"batch_index": 3, "seed": 3, "mode": "fixed", "batch_size": 4, "dataset_names": ["a", "b"]}
+    )
     resumed = batches(dm, 2)
     for x, y in zip(ref[3:], resumed):
         assert torch.equal(x["image"], y["image"]) and torch.equal(x["ann_id"], y["ann_id"])
@@ -202,9 +239,18 @@ def test_lightning_checkpoint_carries_consumed_position(world, tmp_path):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     def trainer(steps):
-        return L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, use_distributed_sampler=False,
-                         default_root_dir=tmp_path, limit_val_batches=0)
+        return L.Trainer(
+            max_steps=steps,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            use_distributed_sampler=False,
+            default_root_dir=tmp_path,
+            limit_val_batches=0,
+        )
 
     dm = make_dm(world, num_workers=2, steps_per_epoch=4)
     model = Tiny()
@@ -387,13 +433,25 @@ def synthetic_dm(tmp_path_factory) -> MultiPoseDataModule:
     datasets = {}
     for d in world_datasets("tiny"):
         cfg = d.as_config()
-        cfg.update(batch_count=2, codec="udp", metric="pckh" if d.format == "mpii" else "coco",
-                   half_body=d.format != "mpii")
+        cfg.update(
+            batch_count=2,
+            codec="udp",
+            metric="pckh" if d.format == "mpii" else "coco",
+            half_body=d.format != "mpii",
+        )
         datasets[d.name] = cfg
     root = tmp_path_factory.mktemp("syn") / "world"
-    dm = MultiPoseDataModule(datasets=datasets, root=str(root), input_size=INPUT, heatmap_size=HEATMAP,
-                             batch_size=2 * len(datasets), mode="fixed", seed=0, steps_per_epoch=2,
-                             synthetic={"preset": "tiny", "seed": 0})
+    dm = MultiPoseDataModule(
+        datasets=datasets,
+        root=str(root),
+        input_size=INPUT,
+        heatmap_size=HEATMAP,
+        batch_size=2 * len(datasets),
+        mode="fixed",
+        seed=0,
+        steps_per_epoch=2,
+        synthetic={"preset": "tiny", "seed": 0},
+    )
     dm.prepare_data()
     dm.setup("fit")
     return dm

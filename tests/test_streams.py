@@ -193,7 +193,10 @@ def test_dataloader_workers_give_identical_tensors():
         (dict(dataset_sizes=[10, 5], batch_counts=[4, 4], batch_size=10), "sum to 8"),
         (dict(dataset_sizes=[10, 5], batch_counts=[4, 3], world_size=2), "not divisible by world_size"),
         (dict(dataset_sizes=[10, 5], mode="proportional"), "positive global batch_size"),
-        (dict(dataset_sizes=[10, 5], batch_counts=[4, 4], mode="weighted"), "valid modes: fixed, proportional"),
+        (
+            dict(dataset_sizes=[10, 5], batch_counts=[4, 4], mode="weighted"),
+            "valid modes: fixed, proportional",
+        ),
         (dict(dataset_sizes=[10, 5], batch_counts=[4, 4], rank=2, world_size=2), "rank must be"),
         (dict(dataset_sizes=[10, 5], batch_counts=[4, 4], seed=-1), "seed"),
         (dict(dataset_sizes=[], batch_counts=[]), "at least one dataset"),

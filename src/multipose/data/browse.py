@@ -129,8 +129,9 @@ def _pick_train(dm: Any, n: int, seed: int) -> list[tuple[int, int, int]]:
 
     sizes = [len(ds) if ds is not None else 0 for ds in dm.train_datasets]
     counts = [e.batch_count for e in dm.entries.values()] if dm.mode == "fixed" else None
-    sampler = MixedBatchSampler(sizes, counts, mode=dm.mode, batch_size=dm.batch_size, seed=seed,
-                                names=dm.dataset_names)
+    sampler = MixedBatchSampler(
+        sizes, counts, mode=dm.mode, batch_size=dm.batch_size, seed=seed, names=dm.dataset_names
+    )
     per_dataset: list[list[tuple[int, int, int]]] = [[] for _ in sizes]
     t = 0
     while sum(len(g) for g in per_dataset) < n * len(sizes) and t < 1000:
@@ -140,8 +141,14 @@ def _pick_train(dm: Any, n: int, seed: int) -> list[tuple[int, int, int]]:
     return _round_robin(per_dataset, n)
 
 
-def render_grid(datamodule: Any, n: int = 16, split: str = "train", seed: int = 0, cols: int | None = None,
-                zoom: int | None = None) -> np.ndarray:
+def render_grid(
+    datamodule: Any,
+    n: int = 16,
+    split: str = "train",
+    seed: int = 0,
+    cols: int | None = None,
+    zoom: int | None = None,
+) -> np.ndarray:
     """A grid of ``n`` samples (datasets taken in turn) as ``uint8 [H, W, 3]`` RGB.
 
     ``split="train"`` draws augmented training samples from the mixed stream with ``seed``; ``split="val"``
@@ -168,7 +175,9 @@ def render_grid(datamodule: Any, n: int = 16, split: str = "train", seed: int = 
     for d, i, s in refs:
         name = datamodule.dataset_names[d]
         sample, out = datasets[d].load((i, s))
-        tiles.append(render_tile(sample, out, datamodule.skeletons[name], datamodule.codecs[name], name, zoom))
+        tiles.append(
+            render_tile(sample, out, datamodule.skeletons[name], datamodule.codecs[name], name, zoom)
+        )
     cols = cols or int(math.ceil(math.sqrt(len(tiles))))
     rows = int(math.ceil(len(tiles) / cols))
     th, tw = tiles[0].shape[:2]
@@ -176,7 +185,7 @@ def render_grid(datamodule: Any, n: int = 16, split: str = "train", seed: int = 
     grid = np.full((rows * (th + gap) - gap, cols * (tw + gap) - gap, 3), 255, np.uint8)
     for j, tile in enumerate(tiles):
         r, c = divmod(j, cols)
-        grid[r * (th + gap): r * (th + gap) + th, c * (tw + gap): c * (tw + gap) + tw] = tile
+        grid[r * (th + gap) : r * (th + gap) + th, c * (tw + gap) : c * (tw + gap) + tw] = tile
     return grid
 
 
@@ -228,8 +237,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
             overrides.append(arg)
     dm = build_datamodule_from_overrides(overrides, opts["conf_dir"])
     dm.prepare_data()
-    grid = render_grid(dm, n=int(opts["n"]), split=opts["split"], seed=int(opts["seed"]),
-                       cols=int(opts["cols"]) if opts["cols"] else None)
+    grid = render_grid(
+        dm,
+        n=int(opts["n"]),
+        split=opts["split"],
+        seed=int(opts["seed"]),
+        cols=int(opts["cols"]) if opts["cols"] else None,
+    )
     path = save_grid(grid, opts["out"])
     print(f"wrote {path} ({grid.shape[1]}x{grid.shape[0]} px, {opts['n']} {opts['split']} samples)")
     return path

@@ -43,7 +43,9 @@ def collate_samples(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, tor
         try:
             values = [torch.as_tensor(s[key]) for s in samples]
         except KeyError:
-            raise ValueError(f"sample is missing batch key {key!r}; samples must come from TopDownDataset") from None
+            raise ValueError(
+                f"sample is missing batch key {key!r}; samples must come from TopDownDataset"
+            ) from None
         shapes = {tuple(v.shape) for v in values}
         if len(shapes) != 1:
             raise ValueError(f"samples disagree on the shape of {key!r}: {sorted(shapes)}")

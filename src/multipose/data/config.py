@@ -114,7 +114,8 @@ class DatasetEntry:
                 problems.append(f"datasets.{self.name}.{split}.{key}: {path}")
         if problems:
             raise DataConfigError(
-                f"dataset {self.name!r}: missing file(s)/folder(s):\n  " + "\n  ".join(problems)
+                f"dataset {self.name!r}: missing file(s)/folder(s):\n  "
+                + "\n  ".join(problems)
                 + "\nFix the path in the data config (relative paths are relative to data.root) "
                 "or put the files there."
             )
@@ -130,10 +131,14 @@ def _parse_split(name: str, split: str, raw: Any, root: str | None) -> SplitConf
         raise DataConfigError(f"{where} must be a mapping with ann_file and img_dir, got {raw!r}")
     unknown = set(raw) - _SPLIT_KEYS
     if unknown:
-        raise DataConfigError(f"{where} has unknown key(s) {sorted(unknown)}; valid keys: {sorted(_SPLIT_KEYS)}")
+        raise DataConfigError(
+            f"{where} has unknown key(s) {sorted(unknown)}; valid keys: {sorted(_SPLIT_KEYS)}"
+        )
     for key in ("ann_file", "img_dir"):
         if not raw.get(key):
-            raise DataConfigError(f"{where}.{key} is missing; give the path (relative to data.root or absolute)")
+            raise DataConfigError(
+                f"{where}.{key} is missing; give the path (relative to data.root or absolute)"
+            )
     det_file = raw.get("det_file")
     thr = raw.get("det_score_thr", 0.0)
     try:
@@ -141,7 +146,9 @@ def _parse_split(name: str, split: str, raw: Any, root: str | None) -> SplitConf
     except (TypeError, ValueError):
         raise DataConfigError(f"{where}.det_score_thr must be a number, got {thr!r}") from None
     if det_file is not None and split == "train":
-        raise DataConfigError(f"{where}.det_file: detections are only used for validation; remove it from train")
+        raise DataConfigError(
+            f"{where}.det_file: detections are only used for validation; remove it from train"
+        )
     return SplitConfig(
         ann_file=resolve_path(root, raw["ann_file"]),
         img_dir=resolve_path(root, raw["img_dir"]),
@@ -157,7 +164,9 @@ def parse_entry(name: str, raw: Any, root: str | None) -> DatasetEntry:
 
     raw = to_plain(raw)
     if not isinstance(raw, Mapping):
-        raise DataConfigError(f"datasets.{name} must be a mapping (format, skeleton, train, val, ...), got {raw!r}")
+        raise DataConfigError(
+            f"datasets.{name} must be a mapping (format, skeleton, train, val, ...), got {raw!r}"
+        )
     unknown = set(raw) - _ENTRY_KEYS
     if unknown:
         raise DataConfigError(
@@ -168,7 +177,9 @@ def parse_entry(name: str, raw: Any, root: str | None) -> DatasetEntry:
             raise DataConfigError(f"datasets.{name}.{key} is required")
     fmt = str(raw["format"])
     if fmt not in FORMATS:
-        raise DataConfigError(f"datasets.{name}.format = {fmt!r} is unknown; valid formats: {', '.join(FORMATS)}")
+        raise DataConfigError(
+            f"datasets.{name}.format = {fmt!r} is unknown; valid formats: {', '.join(FORMATS)}"
+        )
     codec = str(raw.get("codec", "udp")).lower()
     if codec not in available_codecs():
         raise DataConfigError(
@@ -176,7 +187,9 @@ def parse_entry(name: str, raw: Any, root: str | None) -> DatasetEntry:
         )
     metric = str(raw.get("metric", "coco"))
     if metric not in METRICS:
-        raise DataConfigError(f"datasets.{name}.metric = {metric!r} is unknown; valid metrics: {', '.join(METRICS)}")
+        raise DataConfigError(
+            f"datasets.{name}.metric = {metric!r} is unknown; valid metrics: {', '.join(METRICS)}"
+        )
     skeleton = raw["skeleton"]
     try:
         get_skeleton(skeleton)
@@ -223,7 +236,9 @@ def parse_dataset_entries(
     root_s = None if root is None else str(root)
     entries = {str(name): parse_entry(str(name), raw, root_s) for name, raw in datasets.items()}
     if batch_size is None or isinstance(batch_size, bool) or int(batch_size) <= 0:
-        raise DataConfigError(f"data.batch_size must be a positive integer (global batch), got {batch_size!r}")
+        raise DataConfigError(
+            f"data.batch_size must be a positive integer (global batch), got {batch_size!r}"
+        )
     if mode == "fixed":
         counts = {n: e.batch_count for n, e in entries.items()}
         total = sum(counts.values())

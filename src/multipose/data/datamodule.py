@@ -51,11 +51,17 @@ __all__ = ["MultiPoseDataModule", "filter_train_instances", "read_split"]
 log = logging.getLogger(__name__)
 
 
-def _worker_init(_: int) -> None:
-    """DataLoader workers: one OpenCV thread each (the workers are the parallelism)."""
+def _single_threaded_opencv() -> None:
+    """Switch OpenCV's own thread pool off in the main process BEFORE DataLoader workers are forked.
+
+    The workers are the parallelism; OpenCV threads inside each of them only oversubscribe the CPU. Doing it
+    in the worker instead (``worker_init_fn``) can deadlock: a forked child that calls
+    ``cv2.setNumThreads`` tries to wind down the parent's thread pool, which does not exist in the child.
+    (mmcv makes the same call for the same reason.)
+    """
     import cv2
 
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(0)
 
 
 def _pair(value: Any, what: str) -> tuple[int, int]:
@@ -84,8 +90,14 @@ def read_split(entry: DatasetEntry, split: str, skeleton: Any, return_images: bo
     if entry.format in ("coco", "coco_wholebody"):
         kwargs["invalid_boxes"] = "skip"  # as mmpose: drop zero-size boxes (the reader logs the count)
     reader = get_reader(entry.format)
-    return reader(cfg.ann_file, cfg.img_dir, skeleton=skeleton, dataset=entry.name, return_images=return_images,
-                  **kwargs)
+    return reader(
+        cfg.ann_file,
+        cfg.img_dir,
+        skeleton=skeleton,
+        dataset=entry.name,
+        return_images=return_images,
+        **kwargs,
+    )
 
 
 def read_val_detections(entry: DatasetEntry, skeleton: Any, img_index: Mapping[int, str]) -> list[Any]:
@@ -94,7 +106,9 @@ def read_val_detections(entry: DatasetEntry, skeleton: Any, img_index: Mapping[i
     from multipose.data.formats import read_detections
 
     cfg = entry.val
-    return read_detections(cfg.det_file, img_index, dataset=entry.name, skeleton=skeleton, score_thr=cfg.det_score_thr)
+    return read_detections(
+        cfg.det_file, img_index, dataset=entry.name, skeleton=skeleton, score_thr=cfg.det_score_thr
+    )
 
 
 def filter_train_instances(instances: Sequence[Any], name: str, source: str) -> list[Any]:
@@ -191,10 +205,14 @@ class MultiPoseDataModule(L.LightningDataModule):
             raise DataConfigError(f"data.mode = {mode!r} is unknown; valid modes: {', '.join(MODES)}")
         self.mode = mode
         self.batch_size = int(batch_size)
-        self.entries: dict[str, DatasetEntry] = parse_dataset_entries(datasets, self.root, mode, self.batch_size)
+        self.entries: dict[str, DatasetEntry] = parse_dataset_entries(
+            datasets, self.root, mode, self.batch_size
+        )
         self.synthetic = to_plain(synthetic)
         if self.synthetic is not None and not isinstance(self.synthetic, Mapping):
-            raise DataConfigError(f"data.synthetic must be a mapping (world config) or null, got {synthetic!r}")
+            raise DataConfigError(
+                f"data.synthetic must be a mapping (world config) or null, got {synthetic!r}"
+            )
         if self.synthetic is None:
             for entry in self.entries.values():
                 entry.check_files()
@@ -221,7 +239,8 @@ class MultiPoseDataModule(L.LightningDataModule):
         self.kmax = max(s.num_keypoints for s in self.skeletons.values())
         try:
             self.codecs = {
-                n: build_codec(e.codec, self.input_size, self.heatmap_size, self.sigma) for n, e in self.entries.items()
+                n: build_codec(e.codec, self.input_size, self.heatmap_size, self.sigma)
+                for n, e in self.entries.items()
             }
         except ValueError as err:
             raise DataConfigError(f"data.input_size / heatmap_size / sigma: {err}") from err
@@ -283,7 +302,9 @@ class MultiPoseDataModule(L.LightningDataModule):
         if self.synthetic is None:
             return
         if self.root is None:
-            raise DataConfigError("data.synthetic is set but data.root is null; give the folder for the world")
+            raise DataConfigError(
+                "data.synthetic is set but data.root is null; give the folder for the world"
+            )
         from multipose.data.synthetic import ensure_world
 
         ensure_world(self.root, **dict(self.synthetic))
@@ -323,8 +344,13 @@ class MultiPoseDataModule(L.LightningDataModule):
                 gt = self.val_instances(name)
                 if entry.val.det_file is not None:
                     samples = read_val_detections(entry, self.skeletons[name], self._val_images[name])
-                    log.info("%s val: %d detections (score >= %g) from %s", name, len(samples),
-                             entry.val.det_score_thr, entry.val.det_file)
+                    log.info(
+                        "%s val: %d detections (score >= %g) from %s",
+                        name,
+                        len(samples),
+                        entry.val.det_score_thr,
+                        entry.val.det_file,
+                    )
                 else:
                     samples = _val_gt_instances(gt)
                     log.info("%s val: %d GT boxes (%d records incl. crowd)", name, len(samples), len(gt))
@@ -346,7 +372,7 @@ class MultiPoseDataModule(L.LightningDataModule):
         }
         if self.num_workers > 0:
             kw["persistent_workers"] = self.persistent_workers
-            kw["worker_init_fn"] = _worker_init
+            _single_threaded_opencv()
         return kw
 
     def _check_distributed_sampler_flag(self, world_size: int) -> None:
@@ -396,8 +422,9 @@ class MultiPoseDataModule(L.LightningDataModule):
         if not self.train_datasets:
             self.setup("fit")
         self._train_sampler = self.build_train_sampler(rank, world_size)
-        return DataLoader(MixedDataset(self._mixed_members()), batch_sampler=self._train_sampler,
-                          **self._loader_kwargs())
+        return DataLoader(
+            MixedDataset(self._mixed_members()), batch_sampler=self._train_sampler, **self._loader_kwargs()
+        )
 
     def _mixed_members(self) -> list[TopDownDataset]:
         """Training sets in mix order; a dataset with batch_count 0 gets a stand-in that is never indexed."""
@@ -415,8 +442,16 @@ class MultiPoseDataModule(L.LightningDataModule):
         loaders = []
         for ds in self.val_datasets:
             sampler = ShardSampler(len(ds), rank, world_size) if world_size > 1 else None
-            loaders.append(DataLoader(ds, batch_size=bs, shuffle=False, sampler=sampler, drop_last=False,
-                                      **self._loader_kwargs()))
+            loaders.append(
+                DataLoader(
+                    ds,
+                    batch_size=bs,
+                    shuffle=False,
+                    sampler=sampler,
+                    drop_last=False,
+                    **self._loader_kwargs(),
+                )
+            )
         return loaders
 
     def test_dataloader(self) -> list[DataLoader]:
@@ -454,8 +489,13 @@ class MultiPoseDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         self._stream_position()
-        state: dict[str, Any] = {"batch_index": self._consumed, "seed": self.seed, "mode": self.mode,
-                                 "batch_size": self.batch_size, "dataset_names": list(self.dataset_names)}
+        state: dict[str, Any] = {
+            "batch_index": self._consumed,
+            "seed": self.seed,
+            "mode": self.mode,
+            "batch_size": self.batch_size,
+            "dataset_names": list(self.dataset_names),
+        }
         if self._train_sampler is not None:
             stream = self._train_sampler.state_dict()
             stream["batch_index"] = self._consumed
@@ -466,13 +506,19 @@ class MultiPoseDataModule(L.LightningDataModule):
         if "batch_index" not in state_dict:
             raise KeyError("data-module state has no 'batch_index'; was it written by MultiPoseDataModule?")
         if state_dict.get("dataset_names", self.dataset_names) != self.dataset_names:
-            log.warning("resuming with a different data mix (saved %s, now %s): the batch sequence will differ",
-                        state_dict.get("dataset_names"), self.dataset_names)
+            log.warning(
+                "resuming with a different data mix (saved %s, now %s): the batch sequence will differ",
+                state_dict.get("dataset_names"),
+                self.dataset_names,
+            )
         if self._train_sampler is not None and "stream" in state_dict:
             self._train_sampler.load_state_dict(state_dict["stream"])  # warns on changed seed/counts/sizes
         elif state_dict.get("seed", self.seed) != self.seed:
-            log.warning("resuming with data.seed=%d but the checkpoint used %d: the batch sequence will differ",
-                        self.seed, state_dict["seed"])
+            log.warning(
+                "resuming with data.seed=%d but the checkpoint used %d: the batch sequence will differ",
+                self.seed,
+                state_dict["seed"],
+            )
         self.set_train_position(int(state_dict["batch_index"]))
 
 

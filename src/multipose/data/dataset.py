@@ -211,7 +211,9 @@ class MixedDataset(Dataset):
             raise ValueError("MixedDataset needs at least one dataset")
         for d, ds in enumerate(datasets):
             if ds.dataset_idx != d:
-                raise ValueError(f"{ds.name} has dataset_idx {ds.dataset_idx} but sits at position {d} of the mix")
+                raise ValueError(
+                    f"{ds.name} has dataset_idx {ds.dataset_idx} but sits at position {d} of the mix"
+                )
         kmax = {ds.kmax for ds in datasets}
         if len(kmax) != 1:
             raise ValueError(f"all datasets of a mix must pad to the same kmax, got {sorted(kmax)}")

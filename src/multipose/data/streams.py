@@ -290,7 +290,8 @@ class MixedBatchSampler(Sampler[list[SampleRef]]):
                 for r in range(w):
                     k = int(rc[r, d])
                     parts[r].extend(
-                        (d, int(i), int(s)) for i, s in zip(items[start : start + k], seeds[start : start + k])
+                        (d, int(i), int(s))
+                        for i, s in zip(items[start : start + k], seeds[start : start + k])
                     )
                     start += k
         else:
@@ -337,15 +338,22 @@ class MixedBatchSampler(Sampler[list[SampleRef]]):
         saved ones, the run continues from the same batch index but cannot reproduce the original sequence;
         a warning says which fields differ."""
         if "batch_index" not in state:
-            raise KeyError("sampler state has no 'batch_index'; was it saved by MixedBatchSampler.state_dict()?")
+            raise KeyError(
+                "sampler state has no 'batch_index'; was it saved by MixedBatchSampler.state_dict()?"
+            )
         mine = self.state_dict()
-        changed = [k for k in ("seed", "mode", "batch_size", "batch_counts", "dataset_sizes")
-                   if k in state and state[k] != mine[k]]
+        changed = [
+            k
+            for k in ("seed", "mode", "batch_size", "batch_counts", "dataset_sizes")
+            if k in state and state[k] != mine[k]
+        ]
         if changed:
             log.warning(
                 "resuming the mixed-batch stream with changed %s (saved %s, now %s): the batch sequence "
                 "will differ from the original run",
-                ", ".join(changed), {k: state[k] for k in changed}, {k: mine[k] for k in changed},
+                ", ".join(changed),
+                {k: state[k] for k in changed},
+                {k: mine[k] for k in changed},
             )
         index = int(state["batch_index"])
         if index < 0:
