@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,6 @@ class DatasetEntry:
     metric: str = "coco"
     half_body: bool = True
     flip_test_shift: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def use_udp(self) -> bool:
@@ -121,7 +120,7 @@ class DatasetEntry:
             )
 
 
-_ENTRY_KEYS = {f.name for f in fields(DatasetEntry)} - {"name", "extra"}
+_ENTRY_KEYS = {f.name for f in fields(DatasetEntry)} - {"name"}
 _SPLIT_KEYS = {f.name for f in fields(SplitConfig)}
 
 
