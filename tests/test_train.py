@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from omegaconf import open_dict
@@ -73,13 +74,30 @@ def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path, tiny_world):
     assert len(results[0]["keypoints"]) == 17 * 3
 
 
+class StopAfterEpochs(L.Callback):
+    """Simulates a run that dies after ``epochs`` epochs (its schedule still planned for max_epochs)."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
 def test_resume_continues_steps_and_data_sequence(tmp_path, tiny_world):
-    """Two epochs in one go and one epoch + resume for the second give the same step count and bit-identical
-    weights: optimiser state, schedule, data-stream position and per-sample augmentation all carried over."""
+    """Two epochs in one go, and a run interrupted after one epoch then resumed from last.ckpt, end with the
+    same step count and bit-identical weights: optimiser state, LR schedule, data-stream position and
+    per-sample augmentation all carried over."""
     full_cfg = _cfg(tmp_path / "full", tiny_world, [*SMOKE, *CKPT, "trainer.max_epochs=2"])
     train(full_cfg)
-    first_cfg = _cfg(tmp_path / "a", tiny_world, [*SMOKE, *CKPT, "trainer.max_epochs=1"])
+    first_cfg = _cfg(
+        tmp_path / "a", tiny_world,
+        [*SMOKE, *CKPT, "trainer.max_epochs=2", "+callbacks.stop._target_=test_train.StopAfterEpochs",
+         "+callbacks.stop.epochs=1"],
+    )
     train(first_cfg)
+    assert torch.load(_last_ckpt(tmp_path / "a" / "run"), weights_only=True)["global_step"] == 4
     resume_cfg = _cfg(
         tmp_path / "b", tiny_world,
         [*SMOKE, *CKPT, "trainer.max_epochs=2", f"ckpt_path={_last_ckpt(tmp_path / 'a' / 'run')}"],
