@@ -156,6 +156,11 @@ class ShardSampler(DistributedSampler):
 # ---------------------------------------------------------------------------------------------- module
 
 
+AUGMENTATION_KEYS = {
+    "flip_prob", "half_body_prob", "num_joints_half_body", "scale_factor", "rot_factor", "rot_prob", "padding",
+}
+
+
 class MultiPoseDataModule(L.LightningDataModule):
     """Multi-dataset top-down pose data (see the module docstring).
 
@@ -174,6 +179,9 @@ class MultiPoseDataModule(L.LightningDataModule):
         sigma: Gaussian sigma of the targets, in heatmap pixels.
         pin_memory, persistent_workers: passed to the DataLoaders (persistent only with workers).
         photometric: photometric augmentation of ``TopDownTransform`` (True: its defaults, False: none).
+        augmentation: geometric augmentation of ``TopDownTransform`` (``flip_prob``, ``half_body_prob``,
+            ``num_joints_half_body``, ``scale_factor``, ``rot_factor``, ``rot_prob``, ``padding``); defaults are
+            ViTPose's. ``half_body_prob`` applies only to datasets whose entry has ``half_body: true``.
     """
 
     def __init__(
@@ -193,6 +201,7 @@ class MultiPoseDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         photometric: bool | Mapping[str, Any] = True,
+        augmentation: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         from multipose.data.codecs import build_codec
@@ -233,6 +242,12 @@ class MultiPoseDataModule(L.LightningDataModule):
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers)
         self.photometric = to_plain(photometric)
+        self.augmentation = dict(to_plain(augmentation) or {})
+        unknown = sorted(set(self.augmentation) - AUGMENTATION_KEYS)
+        if unknown:
+            raise DataConfigError(
+                f"data.augmentation has unknown key(s) {unknown}; valid keys: {sorted(AUGMENTATION_KEYS)}"
+            )
 
         self.dataset_names: list[str] = list(self.entries)
         self.skeletons = {n: get_skeleton(e.skeleton) for n, e in self.entries.items()}
@@ -277,13 +292,16 @@ class MultiPoseDataModule(L.LightningDataModule):
         from multipose.data.transforms import TopDownTransform
 
         entry = self.entries[name]
+        aug = {"half_body_prob": 0.3, **self.augmentation}
+        if not entry.half_body:
+            aug["half_body_prob"] = 0.0
         return TopDownTransform(
             self.input_size,
             self.skeletons[name],
             train=train,
             use_udp=entry.use_udp,
-            half_body_prob=0.3 if entry.half_body else 0.0,
             photometric=self.photometric if train else False,
+            **aug,
         )
 
     def _dataset(self, name: str, instances: Sequence[Any], train: bool) -> TopDownDataset:
