@@ -218,7 +218,8 @@ class PoseLitModule(L.LightningModule):
         metrics["val/score"] = float(np.mean(primaries)) if primaries else float("nan")
         self.val_metrics = metrics
         self.val_metrics_step = self.global_step
-        self.log_dict(metrics, sync_dist=False, rank_zero_only=False)
+        # every rank holds the same gathered metrics; sync_dist only silences Lightning's DDP warning
+        self.log_dict(metrics, sync_dist=self.trainer.world_size > 1)
         if self.trainer.is_global_zero:
             summary = ", ".join(
                 f"{k.split('/')[1]} {k.split('/')[-1]} {v:.3f}"
