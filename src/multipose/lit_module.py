@@ -211,7 +211,7 @@ class PoseLitModule(L.LightningModule):
             primary = PRIMARY_METRIC[evaluator.metric]
             if primary in result:
                 primaries.append(float(result[primary]))
-            for head_name, cross in self._cross.get(name, {}).items():
+            for cross in self._cross.get(name, {}).values():
                 self._gather(cross)
                 for key, value in cross.compute().items():
                     metrics[f"val/{name}/{key}"] = float(value)

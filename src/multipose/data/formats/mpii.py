@@ -39,8 +39,8 @@ import numpy as np
 
 from ...skeletons import Skeleton, get_skeleton
 from ..records import DatasetFormatError, Instance
-from .coco import _extra_gt
 from ._common import as_float, as_float_array, check_images_exist, load_json, logger, require
+from .coco import _extra_gt
 
 __all__ = ["MPII_HEAD_FACTOR", "read_mpii"]
 
