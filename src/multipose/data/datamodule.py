@@ -323,9 +323,17 @@ class MultiPoseDataModule(L.LightningDataModule):
             raise DataConfigError(
                 "data.synthetic is set but data.root is null; give the folder for the world"
             )
-        from multipose.data.synthetic import ensure_world
+        import time
 
-        ensure_world(self.root, **dict(self.synthetic))
+        from multipose.data.synthetic import ensure_world, world_is_current
+
+        opts = dict(self.synthetic)
+        if world_is_current(self.root, opts.get("config", opts.get("preset")), opts.get("seed", 0)):
+            return
+        log.info("Generating the synthetic world %s into %s ...", opts, self.root)
+        start = time.perf_counter()
+        ensure_world(self.root, **opts)
+        log.info("Synthetic world ready in %.1f s", time.perf_counter() - start)
 
     def _load_val(self, name: str) -> None:
         entry = self.entries[name]
