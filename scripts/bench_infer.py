@@ -25,29 +25,15 @@ from collections.abc import Callable
 
 import torch
 
+from multipose.utils.bench import matmul_peak, sync
+
 SIZES = {"S": "vit_small", "B": "vit_base", "L": "vit_large", "H": "vit_huge"}
 DATASETS = {"coco": "coco", "aic": "aic", "mpii": "mpii", "ap10k": "ap10k", "apt36k": "ap10k",
             "wholebody": "coco_wholebody"}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
-
-def matmul_peak(device: str, dtype: torch.dtype, n: int, iters: int = 20) -> float:
-    """FLOP/s of an ``n x n @ n x n`` matmul (the practical dense peak)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        a @ b
-    _sync(device)
-    return 2 * n**3 * iters / (time.perf_counter() - t)
 
 
 def forward_flops(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
@@ -104,7 +90,7 @@ def bench_size(size: str, args: argparse.Namespace, peak: float | None) -> None:
             assert out.shape == ref.shape, f"{name}: output {tuple(out.shape)} vs {tuple(ref.shape)}"
             for _ in range(args.warmup):
                 fn(x)
-        _sync(device)
+        sync(device)
         best = {name: 0.0 for name in models}
         names = list(models)
         for r in range(args.rounds):
@@ -113,7 +99,7 @@ def bench_size(size: str, args: argparse.Namespace, peak: float | None) -> None:
                 t = time.perf_counter()
                 for _ in range(args.iters):
                     fn(x)
-                _sync(device)
+                sync(device)
                 best[name] = max(best[name], args.batch * args.iters / (time.perf_counter() - t))
     attn = hf.backbone.config._attn_implementation
     print(f"\nViTPose-{size} ({SIZES[size]}), batch {args.batch}, {img[0]}x{img[1]}, {args.dtype}, {device}, "

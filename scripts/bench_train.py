@@ -17,23 +17,7 @@ import time
 
 import torch
 
-
-def matmul_peak(device: str, dtype: torch.dtype, n: int = 2048, iters: int = 10) -> float:
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        a @ b
-    _sync(device)
-    return 2 * n**3 * iters / (time.perf_counter() - t)
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+from multipose.utils.bench import matmul_peak, sync
 
 
 def main() -> None:
@@ -88,11 +72,11 @@ def main() -> None:
     flops_per_step = counter.get_total_flops()
     for _ in range(2):
         step()
-    _sync(args.device)
+    sync(args.device)
     t = time.perf_counter()
     for _ in range(args.steps):
         step()
-    _sync(args.device)
+    sync(args.device)
     dt = (time.perf_counter() - t) / args.steps
     peak = matmul_peak(args.device, torch.bfloat16 if args.precision == "bf16" else torch.float32)
     achieved = flops_per_step / dt

@@ -288,25 +288,9 @@ class TokenDistillLitModule(PoseLitModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.output_weight == 0:
             return super().training_step(batch, batch_idx)  # token distillation only: the usual loss
-        images, didx = batch["image"], batch["dataset_idx"]
-        feats = self.model(images, didx)
-        batch_size = images.shape[0]
-        preds, shares, gt_total = {}, {}, feats.new_zeros(())
-        for d, name in enumerate(self.dataset_names):
-            head = self.model.heads[name]
-            sel = (didx == d).nonzero(as_tuple=True)[0]
-            if sel.numel() == 0:  # keep every parameter in the graph (DDP without find_unused_parameters)
-                gt_total = gt_total + 0.0 * sum(p.sum() for p in head.parameters())
-                continue
-            k = self.num_keypoints[d]
-            pred = head(feats[sel])
-            loss_d = keypoint_mse(pred, batch["heatmap"][sel, :k], batch["heatmap_weight"][sel, :k])
-            self.log(f"train/{name}/loss", loss_d.detach(), batch_size=int(sel.numel()))
-            share = sel.numel() / batch_size if self.loss_reduction == "batch_share" else 1.0
-            shares[name] = self.dataset_weights[d] * share
-            gt_total = gt_total + shares[name] * loss_d
-            preds[name] = pred
-        kd_total = feats.new_zeros(())
+        gt_total, preds, shares = self.supervised_loss(batch)
+        batch_size = batch["image"].shape[0]
+        kd_total = gt_total.new_zeros(())
         for name, kd in self.output_distill_losses(batch, preds).items():
             self.log(f"train/{name}/distill", kd.detach(), batch_size=int(preds[name].shape[0]))
             kd_total = kd_total + shares[name] * kd

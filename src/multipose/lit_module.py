@@ -84,11 +84,21 @@ class PoseLitModule(L.LightningModule):
                 out[name] = self.model.heads[name](feats[sel])
         return out
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def supervised_loss(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
+        """Ground-truth heatmap loss of a mixed batch: the backbone once, head ``d`` on dataset ``d``'s samples,
+        target-weighted MSE against the target sliced to the head's K; per-dataset losses are logged.
+
+        Returns ``(sum_d w_d * loss_d, {dataset: its heads' predictions}, {dataset: w_d})`` where ``w_d`` is the
+        dataset weight times its batch share (``loss.reduction=batch_share``) or 1 (``per_dataset``).
+        """
         images, didx = batch["image"], batch["dataset_idx"]
         feats = self.model(images, didx)
         batch_size = images.shape[0]
         total = feats.new_zeros(())
+        preds: dict[str, torch.Tensor] = {}
+        weights: dict[str, float] = {}
         for d, name in enumerate(self.dataset_names):
             head = self.model.heads[name]
             sel = (didx == d).nonzero(as_tuple=True)[0]
@@ -101,9 +111,15 @@ class PoseLitModule(L.LightningModule):
             loss_d = keypoint_mse(pred, batch["heatmap"][sel, :k], batch["heatmap_weight"][sel, :k])
             self.log(f"train/{name}/loss", loss_d.detach(), batch_size=int(sel.numel()))
             share = sel.numel() / batch_size if self.loss_reduction == "batch_share" else 1.0
-            total = total + self.dataset_weights[d] * share * loss_d
+            weights[name] = self.dataset_weights[d] * share
+            total = total + weights[name] * loss_d
+            preds[name] = pred
+        return total, preds, weights
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        total, _, _ = self.supervised_loss(batch)
         loss = float(self.loss_cfg.get("heatmap", 1.0)) * total
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
     # ------------------------------------------------------------------ validation
