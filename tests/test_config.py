@@ -81,3 +81,14 @@ def test_validation_names_the_option(override, message):
     cfg = compose("train", [override])
     with pytest.raises((ConfigError, ValueError), match=message.replace(".", r"\.")):
         validate_train_config(cfg)
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*.yaml")))
+def test_hparams_search_defines_a_multirun_sweep(option):
+    cfg = compose("train", [f"hparams_search={option}"], return_hydra_config=True)
+    assert str(cfg.hydra.mode).endswith("MULTIRUN")
+    params = dict(cfg.hydra.sweeper.params)
+    assert params
+    for key, values in params.items():
+        assert OmegaConf.select(cfg, key) is not None, key  # every swept key exists in the config
+        assert "," in values
