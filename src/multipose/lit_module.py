@@ -268,30 +268,44 @@ class PoseLitModule(L.LightningModule):
             int(round(m * max_epochs)) * steps_per_epoch if m < 1 else int(m) * steps_per_epoch
             for m in cfg.get("milestones", [])
         ]
-        schedule = warmup_step_schedule(
-            warmup_iters=int(cfg.get("warmup_iters", 500)),
-            warmup_ratio=float(cfg.get("warmup_ratio", 0.001)),
-            milestones=milestones,
-            gamma=float(cfg.get("gamma", 0.1)),
-        )
+        kind = cfg.get("schedule", "step")
+        warmup = {"warmup_iters": int(cfg.get("warmup_iters", 500)), "warmup_ratio": float(cfg.get("warmup_ratio", 0.001))}
+        if kind == "step":
+            schedule = warmup_step_schedule(**warmup, milestones=milestones, gamma=float(cfg.get("gamma", 0.1)))
+        elif kind == "cosine":
+            schedule = warmup_cosine_schedule(
+                **warmup, total_steps=total_steps, min_ratio=float(cfg.get("min_lr_ratio", 0.0))
+            )
+        else:
+            raise ValueError(f"optim.schedule={kind!r} is unknown; choose 'step' (ViTPose) or 'cosine'")
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def _linear_warmup(step: int, warmup_iters: int, warmup_ratio: float) -> float:
+    """mmcv's linear warm-up factor: from ``warmup_ratio`` at step 0 to 1 at ``warmup_iters``."""
+    if warmup_iters > 0 and step < warmup_iters:
+        return 1 - (1 - step / warmup_iters) * (1 - warmup_ratio)
+    return 1.0
+
+
 def warmup_step_schedule(warmup_iters: int, warmup_ratio: float, milestones: list[int], gamma: float):
     """LR multiplier per optimiser step: linear warm-up from ``warmup_ratio`` over ``warmup_iters`` steps
-    (mmcv's linear warm-up), then ×``gamma`` at each milestone step."""
+    (mmcv's linear warm-up), then ×``gamma`` at each milestone step (the ViTPose schedule)."""
     milestones = sorted(milestones)
 
     def factor(step: int) -> float:
-        decay = gamma ** sum(step >= m for m in milestones)
-        if warmup_iters > 0 and step < warmup_iters:
-            k = (1 - step / warmup_iters) * (1 - warmup_ratio)
-            return (1 - k) * decay
-        return decay
+        return _linear_warmup(step, warmup_iters, warmup_ratio) * gamma ** sum(step >= m for m in milestones)
 
     return factor
 
 
-def primary_score(metrics: Mapping[str, float]) -> float:
-    return float(metrics.get("val/score", math.nan))
+def warmup_cosine_schedule(warmup_iters: int, warmup_ratio: float, total_steps: int, min_ratio: float = 0.0):
+    """Linear warm-up, then cosine annealing from 1 to ``min_ratio`` at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        progress = min(max(step - warmup_iters, 0) / max(total_steps - warmup_iters, 1), 1.0)
+        cosine = min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return _linear_warmup(step, warmup_iters, warmup_ratio) * cosine
+
+    return factor
