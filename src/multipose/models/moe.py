@@ -134,6 +134,16 @@ class _RoutedMlp(nn.Module):
     num_experts: int
     ddp_safe: bool
 
+    def _init_common(self, in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop) -> int:
+        """Shared constructor checks and attributes of the routed FFNs; returns the hidden width (4C default)."""
+        _check_block_kwargs(norm_layer, bias, drop)
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+        hidden_features = hidden_features or 4 * in_features
+        self.in_features, self.hidden_features = in_features, hidden_features
+        self.num_experts, self.ddp_safe = num_experts, ddp_safe
+        return hidden_features
+
     def forward(self, x: Tensor, route: Tensor | TaskRouting | None) -> Tensor:
         if route is None:
             if self.num_experts != 1:
@@ -211,14 +221,10 @@ class PartiallySharedMlp(_RoutedMlp):
         **_: object,
     ) -> None:
         super().__init__()
-        _check_block_kwargs(norm_layer, bias, drop)
-        if num_experts < 1:
-            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
-        hidden_features = hidden_features or 4 * in_features
+        hidden_features = self._init_common(in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop)
         part_features = resolve_part_features(in_features, part_features)
         dd = {"device": device, "dtype": dtype}
-        self.in_features, self.hidden_features = in_features, hidden_features
-        self.num_experts, self.part_features, self.ddp_safe = num_experts, part_features, ddp_safe
+        self.part_features = part_features
         self.fc1 = nn.Linear(in_features, hidden_features, **dd)
         self.act = act_layer()
         self.fc2 = nn.Linear(hidden_features, in_features - part_features, **dd)
@@ -264,12 +270,7 @@ class IndependentMlp(_RoutedMlp):
         **_: object,
     ) -> None:
         super().__init__()
-        _check_block_kwargs(norm_layer, bias, drop)
-        if num_experts < 1:
-            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
-        hidden_features = hidden_features or 4 * in_features
-        self.in_features, self.hidden_features = in_features, hidden_features
-        self.num_experts, self.ddp_safe = num_experts, ddp_safe
+        hidden_features = self._init_common(in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop)
         self.experts = nn.ModuleList(
             Mlp(in_features, hidden_features, act_layer=act_layer, device=device, dtype=dtype)
             for _ in range(num_experts)
@@ -305,13 +306,8 @@ class SharedIndependentMlp(_RoutedMlp):
         **_: object,
     ) -> None:
         super().__init__()
-        _check_block_kwargs(norm_layer, bias, drop)
-        if num_experts < 1:
-            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
-        hidden_features = hidden_features or 4 * in_features
+        hidden_features = self._init_common(in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop)
         dd = {"device": device, "dtype": dtype}
-        self.in_features, self.hidden_features = in_features, hidden_features
-        self.num_experts, self.ddp_safe = num_experts, ddp_safe
         self.fc1 = nn.Linear(in_features, hidden_features, **dd)
         self.act = act_layer()
         self.fc2 = nn.Linear(hidden_features, in_features, **dd)
