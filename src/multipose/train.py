@@ -128,7 +128,7 @@ def _print_summary(metrics: dict[str, float]) -> None:
     Console().print(table)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     metric_name = cfg.get("optimized_metric")

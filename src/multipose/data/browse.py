@@ -199,7 +199,7 @@ def save_grid(grid: np.ndarray, path: str | Path) -> Path:
 
 
 def _default_conf_dir() -> Path:
-    return Path(__file__).resolve().parents[3] / "conf"
+    return Path(__file__).resolve().parents[1] / "conf"
 
 
 def build_datamodule_from_overrides(overrides: Sequence[str], conf_dir: str | Path | None = None) -> Any:

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .base import BaseEvaluator, skeleton_sigmas
 from .coco import build_coco_gt, evaluate_keypoints, results_to_coco, write_results
-from .evaluators import BaseEvaluator, skeleton_sigmas
 from .nms import keypoint_oks, oks_nms_per_image, rescore
 from .pck import bbox_pck
 

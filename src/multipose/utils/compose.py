@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_config(
@@ -18,8 +18,8 @@ def compose_config(
 
     if not CONF_DIR.is_dir():
         raise FileNotFoundError(
-            f"config folder {CONF_DIR} not found: multipose's configs live in the repository's conf/; "
-            "install with `pip install -e .` from a clone"
+            f"config folder {CONF_DIR} not found: multipose's configs ship inside the package (multipose/conf); "
+            "reinstall multipose"
         )
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
