@@ -167,7 +167,7 @@ def test_uniform_shift_lowers_ap_as_oks_predicts(skeleton, target):
     )
     np.testing.assert_allclose(got, oks, rtol=1e-4)  # float32 keypoints
 
-    ev = build_evaluator("coco", "syn", gt, skeleton)
+    ev = build_evaluator("coco", "syn", gt, skeleton, protocol="coco")  # OKS scale = the annotation area
     feed(ev, gt, pred)
     m = ev.compute()
     expected_ap = float(np.mean(COCO_THRESHOLDS <= oks))

@@ -70,6 +70,7 @@ class BaseEvaluator:
         bbox_scores: Any = None,
         areas: Any = None,
         sample_ids: Any = None,
+        scales: Any = None,
     ) -> None:
         """Add a batch of predictions.
 
@@ -80,7 +81,12 @@ class BaseEvaluator:
             bbox_scores: ``[B]`` box scores (default 1.0, i.e. ground-truth boxes).
             areas: ``[B]`` instance areas in pixels² used by OKS-NMS (default: unknown).
             sample_ids: ``[B]`` optional index of the sample in the validation set, the most
-                reliable key for dropping padded duplicates.
+                reliable key for dropping padded duplicates; when every prediction has one, the
+                predictions are evaluated in this order (mmpose sorts by ``bbox_id``), whatever
+                the order of the gathered ranks.
+            scales: ``[B, 2]`` padded, aspect-fixed box size ``(w, h)`` in pixels (the batch's
+                ``scale``). When given, the OKS-NMS area is ``w * h`` (mmpose's
+                ``np.prod(scale * 200)``) and replaces ``areas``.
         """
         p = _to_numpy(preds, np.float32)
         if p.ndim != 3 or p.shape[-1] != 3:
@@ -103,6 +109,13 @@ class BaseEvaluator:
                 )
             return v
 
+        if scales is not None:
+            sc = _to_numpy(scales, np.float64)
+            if sc.shape != (b, 2):
+                raise ValueError(
+                    f"{self._where()}: scales must be [B, 2] (w, h) pixels for a batch of {b}, got shape {sc.shape}"
+                )
+            areas = sc[:, 0] * sc[:, 1]
         self._chunks.append(
             {
                 "preds": p,
@@ -162,7 +175,11 @@ class BaseEvaluator:
             log.info(
                 "%s: dropped %d repeated predictions (distributed padding)", self._where(), int((~keep).sum())
             )
-        return {k: v[keep] for k, v in st.items()}
+        out = {k: v[keep] for k, v in st.items()}
+        if out["sample_ids"].size and (out["sample_ids"] >= 0).all():
+            order = np.argsort(out["sample_ids"], kind="stable")
+            out = {k: v[order] for k, v in out.items()}
+        return out
 
     def _where(self) -> str:
         return f"{type(self).__name__}(dataset='{self.dataset_name}')"

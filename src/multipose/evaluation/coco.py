@@ -11,6 +11,21 @@ Coordinates are image pixels. Following COCO, a ground-truth annotation is *igno
 a true positive nor a miss) when it is a crowd region or has no labelled keypoint; the
 numbers COCOeval reports as ``-1`` (no ground truth in an area range, e.g. ``APM`` when all
 people are large) are returned unchanged as ``-1.0``.
+
+Protocol switches (each reproduces a reference tool exactly with pycocotools' matching code):
+
+* ``drop_zero_score`` - drop predictions none of whose keypoint scores (in the evaluated part) is
+  above 0 before matching: xtcocotools (mmpose's evaluator for every COCO-style set, the official
+  COCO-WholeBody tool). pycocotools and crowdposetools keep them (as false positives).
+* ``use_area=False`` in :func:`build_coco_gt` - the OKS scale and the area ranges use
+  ``0.53 * w * h`` of the ground-truth box instead of ``area``: xtcocotools ``use_area=False``
+  (mmpose's AIC and CrowdPose evaluation) and crowdposetools.
+* ``part`` - score a subset of the keypoints with their own sigmas; an instance is ignored when the
+  part has no labelled keypoint: xtcocotools' ``keypoints_body/foot/face/lefthand/righthand``.
+* ``crowd_thresholds`` - CrowdPose's AP_easy / AP_medium / AP_hard over the images whose
+  ``crowdIndex`` is ``< t0``, in ``[t0, t1)`` and ``>= t1`` (crowdposetools and xtcocotools call
+  ``get_type_result(first=0.2, second=0.8)``), each the plain mean of the precision array, rounded
+  to 4 decimals as there.
 """
 
 from __future__ import annotations
@@ -20,7 +35,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +43,30 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "AREA_FROM_BOX",
     "COCO_METRIC_NAMES",
+    "CROWDPOSE_METRIC_NAMES",
+    "CROWD_TYPES",
     "CocoEvalResult",
     "build_coco_gt",
     "evaluate_keypoints",
     "results_to_coco",
+    "slice_keypoints",
     "write_results",
 ]
 
 #: Order of ``COCOeval.stats`` for ``iouType="keypoints"``.
 COCO_METRIC_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
+
+#: What crowdposetools / xtcocotools (mmpose's CrowdPose evaluation) report, in their order.
+CROWDPOSE_METRIC_NAMES: tuple[str, ...] = (
+    "AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard"
+)
+CROWD_TYPES: tuple[str, ...] = ("easy", "medium", "hard")
+
+#: OKS scale = AREA_FROM_BOX * box w * h when a dataset has no segmentation area
+#: (xtcocotools ``use_area=False``, crowdposetools).
+AREA_FROM_BOX = 0.53
 
 CATEGORY_ID = 1
 
@@ -67,6 +96,8 @@ def build_coco_gt(
     keypoint_names: Sequence[str],
     category_name: str = "person",
     keypoints_fn: Callable[[Any], np.ndarray] | None = None,
+    images: Iterable[int] | Mapping[int, Mapping[str, Any]] | None = None,
+    use_area: bool = True,
 ) -> dict[str, Any]:
     """Build a COCO keypoint ground-truth dict from instance records.
 
@@ -79,6 +110,16 @@ def build_coco_gt(
         keypoints_fn: optional ``fn(instance) -> [K, 3] array | None`` that supplies the
             keypoints instead of ``instance.keypoints`` (used for hidden cross-skeleton
             ground truth).
+        images: every image id of the annotation file (its ``images`` list), or a mapping
+            ``image_id -> extra image fields`` (e.g. ``{"crowdIndex": 0.4}``). Images without
+            annotations must be listed for predictions on them (a detection file covers every
+            image) to count as false positives, as pycocotools does with the official file.
+            Images of the instances are always included.
+        use_area: ``False`` replaces every annotation's ``area`` by ``0.53 * w * h`` of its box
+            (see the module docstring); the file's area is kept under ``"source_area"``.
+
+    An instance attribute ``crowd_index`` (CrowdPose's per-image crowdIndex), when present and not
+    None, becomes the image's ``crowdIndex``.
 
     Returns:
         ``{"images", "annotations", "categories"}``. Annotation ids are re-numbered ``1..N``
@@ -87,7 +128,11 @@ def build_coco_gt(
     """
     names = list(keypoint_names)
     k = len(names)
-    images: dict[int, dict[str, Any]] = {}
+    image_table: dict[int, dict[str, Any]] = {}
+    if images is not None:
+        extra = images if isinstance(images, Mapping) else {int(i): {} for i in images}
+        for i, fields in extra.items():
+            image_table[int(i)] = {**dict(fields or {}), "id": int(i)}
     annotations: list[dict[str, Any]] = []
     for inst in instances:
         where = f"instance ann_id={getattr(inst, 'ann_id', '?')} image_id={getattr(inst, 'image_id', '?')}"
@@ -102,10 +147,14 @@ def build_coco_gt(
         if bbox.shape[0] != 4:
             raise ValueError(f"{where}: bbox must have 4 values (x, y, w, h), got {bbox.shape[0]}")
         image_id = int(inst.image_id)
-        if image_id not in images:
-            images[image_id] = {"id": image_id, "file_name": str(getattr(inst, "image_path", ""))}
+        image = image_table.setdefault(image_id, {"id": image_id})
+        image.setdefault("file_name", str(getattr(inst, "image_path", "")))
+        crowd_index = getattr(inst, "crowd_index", None)
+        if crowd_index is not None:
+            image["crowdIndex"] = float(crowd_index)
         labelled = kpts[:, 2] > 0
         flat = np.where(labelled[:, None], kpts, 0.0)
+        area = float(inst.area) if use_area else AREA_FROM_BOX * float(bbox[2]) * float(bbox[3])
         annotations.append(
             {
                 "id": len(annotations) + 1,
@@ -113,7 +162,8 @@ def build_coco_gt(
                 "image_id": image_id,
                 "category_id": CATEGORY_ID,
                 "bbox": [float(v) for v in bbox],
-                "area": float(inst.area),
+                "area": area,
+                "source_area": float(inst.area),
                 "iscrowd": int(bool(getattr(inst, "iscrowd", False))),
                 "keypoints": [float(v) for v in flat.reshape(-1)],
                 "num_keypoints": int(labelled.sum()),
@@ -125,7 +175,7 @@ def build_coco_gt(
             "against; check the validation annotation file / dataset split."
         )
     return {
-        "images": sorted(images.values(), key=lambda im: im["id"]),
+        "images": sorted(image_table.values(), key=lambda im: im["id"]),
         "annotations": annotations,
         "categories": [
             {
@@ -187,8 +237,63 @@ def write_results(results: list[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
+def slice_keypoints(
+    gt: dict[str, Any], results: list[dict[str, Any]], indices: Sequence[int]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Ground truth and results restricted to the keypoints ``indices`` (a part of the skeleton).
+
+    Each annotation's ``num_keypoints`` is recounted over the part, so an instance without a
+    labelled keypoint in the part is ignored (xtcocotools' per-part rule). Inputs are not modified.
+    """
+    idx = np.asarray(list(indices), dtype=np.int64)
+    k = len(gt["categories"][0]["keypoints"])
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= k:
+        raise ValueError(f"slice_keypoints: part indices must be a non-empty subset of 0..{k - 1}, got {idx.tolist()}")
+
+    def part(flat: Sequence[float]) -> np.ndarray:
+        return np.asarray(flat, dtype=np.float64).reshape(k, 3)[idx]
+
+    annotations = []
+    for ann in gt["annotations"]:
+        kp = part(ann["keypoints"])
+        annotations.append(
+            {**ann, "keypoints": [float(v) for v in kp.reshape(-1)], "num_keypoints": int((kp[:, 2] > 0).sum())}
+        )
+    category = {**gt["categories"][0], "keypoints": [gt["categories"][0]["keypoints"][i] for i in idx]}
+    sliced = {**gt, "annotations": annotations, "categories": [category]}
+    res = [{**r, "keypoints": [float(v) for v in part(r["keypoints"]).reshape(-1)]} for r in results]
+    return sliced, res
+
+
+def _crowd_type_ap(ev: Any, gt: dict[str, Any], thresholds: Sequence[float]) -> dict[str, float]:
+    """AP per crowd type, the crowdposetools / xtcocotools ``get_type_result`` computation."""
+    t0, t1 = (float(t) for t in thresholds)
+    missing = [im["id"] for im in gt["images"] if "crowdIndex" not in im]
+    if missing:
+        raise ValueError(
+            f"CrowdPose AP_easy/medium/hard need every image's crowdIndex; images {missing[:5]} (of "
+            f"{len(missing)}) have none. Read the dataset with a CrowdPose reader that keeps 'crowdIndex'."
+        )
+    groups: dict[str, list[int]] = {t: [] for t in CROWD_TYPES}
+    for im in gt["images"]:
+        c = float(im["crowdIndex"])
+        groups["easy" if c < t0 else "medium" if c < t1 else "hard"].append(int(im["id"]))
+    out = {}
+    for name in CROWD_TYPES:
+        ev.params.imgIds = groups[name]
+        ev.evaluate()
+        ev.accumulate()
+        out[f"AP_{name}"] = float(round(np.mean(ev.eval["precision"][:, :, :, 0, :]), 4))
+    return out
+
+
 def evaluate_keypoints(
-    gt: dict[str, Any], results: list[dict[str, Any]] | str | Path, sigmas: np.ndarray
+    gt: dict[str, Any],
+    results: list[dict[str, Any]] | str | Path,
+    sigmas: np.ndarray,
+    drop_zero_score: bool = False,
+    part: Sequence[int] | None = None,
+    crowd_thresholds: Sequence[float] | None = None,
 ) -> CocoEvalResult:
     """Run pycocotools' keypoint evaluation quietly.
 
@@ -196,6 +301,11 @@ def evaluate_keypoints(
         gt: dict from :func:`build_coco_gt`.
         results: a results list or the path of a results JSON file.
         sigmas: ``[K]`` OKS sigmas of the skeleton (``params.kpt_oks_sigmas``).
+        drop_zero_score: drop predictions without any keypoint score above 0 (xtcocotools).
+        part: keypoint indices to evaluate (``sigmas`` are those of the whole skeleton and are
+            sliced too); None evaluates every keypoint.
+        crowd_thresholds: ``(t0, t1)``: report CrowdPose's keys (:data:`CROWDPOSE_METRIC_NAMES`)
+            instead of COCO's; needs ``crowdIndex`` on every image.
 
     Returns:
         :class:`CocoEvalResult`; with no predictions every metric is ``0.0`` for area ranges
@@ -224,14 +334,22 @@ def evaluate_keypoints(
     for r in results:
         if r["image_id"] not in gt_images:
             raise ValueError(
-                f"evaluate_keypoints: prediction for image_id={r['image_id']} which has no ground-truth "
-                "image; predictions and ground truth must come from the same split."
+                f"evaluate_keypoints: prediction for image_id={r['image_id']} which is not in the ground "
+                "truth's image list; predictions and ground truth must come from the same split, and "
+                "images without annotations must be listed (build_coco_gt(images=...) / the evaluator "
+                "option image_ids)."
             )
         if len(r["keypoints"]) != 3 * k:
             raise ValueError(
                 f"evaluate_keypoints: prediction for image_id={r['image_id']} has {len(r['keypoints'])} "
                 f"keypoint values, expected {3 * k} (K={k} times x, y, score)"
             )
+
+    if part is not None:
+        gt, results = slice_keypoints(gt, results, part)
+        sigmas = sigmas[np.asarray(list(part), dtype=np.int64)]
+    if drop_zero_score:
+        results = [r for r in results if np.any(np.asarray(r["keypoints"][2::3], dtype=np.float64) > 0)]
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -257,6 +375,11 @@ def evaluate_keypoints(
     with contextlib.redirect_stdout(summary):
         ev.summarize()
     metrics = {name: float(v) for name, v in zip(COCO_METRIC_NAMES, ev.stats)}
+    if crowd_thresholds is not None:
+        metrics = {k: metrics[k] for k in CROWDPOSE_METRIC_NAMES if k in metrics}
+        with contextlib.redirect_stdout(out):
+            metrics.update(_crowd_type_ap(ev, gt, crowd_thresholds))
+        summary.write("".join(f" {k} = {metrics[k]:.4f}\n" for k in ("AP_easy", "AP_medium", "AP_hard")))
     num_gt = sum(1 for a in gt["annotations"] if not a["iscrowd"] and a["num_keypoints"] > 0)
     return CocoEvalResult(
         metrics=metrics, summary=summary.getvalue(), num_predictions=len(results), num_gt=num_gt

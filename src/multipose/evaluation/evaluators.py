@@ -39,6 +39,7 @@ from .coco import build_coco_gt, evaluate_keypoints, results_to_coco, write_resu
 from .cross_skeleton import CrossSkeletonEvaluator
 from .nms import oks_nms_per_image, rescore
 from .pck import auc, bbox_pck, epe, pckh
+from .protocols import protocol_defaults, resolve_parts
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,26 @@ class CocoEvaluator(BaseEvaluator):
 
     Instance score = box score × mean keypoint score above ``vis_thr`` (:func:`rescore`), then
     per-image OKS-NMS at ``oks_nms_thr`` (skeleton sigmas), then pycocotools ``COCOeval`` with the
-    skeleton's sigmas. The results file ``<out_dir>/results_<dataset>.json`` is written in the
-    standard COCO keypoint results format. OKS-NMS needs instance areas: pass ``areas`` to
-    :meth:`update` (the batch's ``area``); where they are missing the area of the predicted
-    keypoints' bounding box is used.
+    skeleton's sigmas and the dataset's protocol (:mod:`.protocols`: xtcocotools' ``use_area``,
+    zero-score dropping, COCO-WholeBody parts, CrowdPose crowd types). The results file
+    ``<out_dir>/results_<dataset>.json`` is written in the standard COCO keypoint results format.
+
+    OKS-NMS scores poses with mmpose's area, the padded aspect-fixed box ``prod(scale)`` in pixels²:
+    pass ``scales`` (the batch's ``scale``) to :meth:`update`; explicit ``areas`` are used otherwise,
+    and where both are missing the area of the predicted keypoints' bounding box.
 
     Args:
         use_nms: apply OKS-NMS (default on; with ground-truth boxes it rarely removes anything).
         oks_nms_thr: OKS threshold above which the lower-scored pose is suppressed.
         vis_thr: keypoint-score threshold of the re-scoring.
         use_rescore: if False the box score is the instance score.
+        soft_nms: mmpose's soft OKS-NMS instead of the greedy one (keeps at most ``nms_max_dets``).
+        nms_max_dets: poses kept per image by soft OKS-NMS (mmpose: 20).
+        image_ids: every image id of the annotation file; predictions on images without annotations
+            are then scored as false positives (detection files cover every image).
+        protocol: ``auto`` | ``coco`` | ``aic`` | ``crowdpose`` | ``coco_wholebody`` (:mod:`.protocols`).
+        use_area, drop_zero_score, parts, crowd_thresholds: override the protocol's value
+            (``parts: {}`` switches COCO-WholeBody's per-part AP off). Each part adds ``AP_<part>``.
     """
 
     metric = "coco"
@@ -80,6 +91,14 @@ class CocoEvaluator(BaseEvaluator):
         oks_nms_thr: float = 0.9,
         vis_thr: float = 0.2,
         use_rescore: bool = True,
+        soft_nms: bool = False,
+        nms_max_dets: int = 20,
+        image_ids: Sequence[int] | None = None,
+        protocol: str = "auto",
+        use_area: bool | None = None,
+        drop_zero_score: bool | None = None,
+        parts: Mapping[str, Sequence[str | int]] | None = None,
+        crowd_thresholds: Sequence[float] | None = None,
     ) -> None:
         super().__init__(dataset_name, instances, skeleton)
         self.sigmas = skeleton_sigmas(skeleton)
@@ -87,9 +106,37 @@ class CocoEvaluator(BaseEvaluator):
         self.nms_thr = oks_nms_thr
         self.vis_thr = vis_thr
         self.use_rescore = use_rescore
+        self.soft_nms = bool(soft_nms)
+        self.nms_max_dets = int(nms_max_dets)
+        proto = protocol_defaults(protocol, str(getattr(skeleton, "name", "")))
+        for key, value in (
+            ("use_area", use_area),
+            ("drop_zero_score", drop_zero_score),
+            ("parts", parts),
+            ("crowd_thresholds", crowd_thresholds),
+        ):
+            if value is not None:
+                proto[key] = value
+        self.use_area = bool(proto["use_area"])
+        self.drop_zero_score = bool(proto["drop_zero_score"])
+        self.parts = resolve_parts(proto["parts"], skeleton.keypoints, where=f"{self._where()}: option parts")
+        thr = proto["crowd_thresholds"]
+        if thr is not None and (len(thr) != 2 or not float(thr[0]) <= float(thr[1])):
+            raise ValueError(f"{self._where()}: option crowd_thresholds must be [t0, t1] with t0 <= t1, got {thr}")
+        self.crowd_thresholds = None if thr is None else (float(thr[0]), float(thr[1]))
         self.gt = build_coco_gt(
-            self.instances, skeleton.keypoints, category_name=str(getattr(skeleton, "name", "person"))
+            self.instances,
+            skeleton.keypoints,
+            category_name=str(getattr(skeleton, "name", "person")),
+            images=None if image_ids is None else [int(i) for i in image_ids],
+            use_area=self.use_area,
         )
+        if image_ids is None:
+            log.info(
+                "%s: no image list given (option image_ids); predictions on images without annotations "
+                "cannot be scored",
+                self._where(),
+            )
         self.last_summary: str = ""
         self.last_results_path: Path | None = None
 
@@ -110,7 +157,9 @@ class CocoEvaluator(BaseEvaluator):
         if unknown.any():
             extent = preds[..., :2].max(1) - preds[..., :2].min(1)
             areas = np.where(unknown, extent[:, 0] * extent[:, 1], areas)
-        kept = oks_nms_per_image(preds, scores, areas, image_ids, self.sigmas, self.nms_thr)
+        kept = oks_nms_per_image(
+            preds, scores, areas, image_ids, self.sigmas, self.nms_thr, soft=self.soft_nms, max_dets=self.nms_max_dets
+        )
         if kept.size < preds.shape[0]:
             log.info(
                 "%s: OKS-NMS removed %d of %d poses",
@@ -120,6 +169,18 @@ class CocoEvaluator(BaseEvaluator):
             )
         return preds[kept], scores[kept], image_ids[kept]
 
+    def _evaluate(self, results_path: Path) -> dict[str, float]:
+        opts = {"drop_zero_score": self.drop_zero_score}
+        res = evaluate_keypoints(self.gt, results_path, self.sigmas, crowd_thresholds=self.crowd_thresholds, **opts)
+        summaries = [res.summary]
+        metrics = dict(res.metrics)
+        for part, idx in self.parts.items():
+            part_res = evaluate_keypoints(self.gt, results_path, self.sigmas, part=idx, **opts)
+            metrics[f"AP_{part}"] = part_res.metrics["AP"]
+            summaries.append(f"-- part '{part}' ({len(idx)} keypoints)\n{part_res.summary}")
+        self.last_summary = "\n".join(summaries)
+        return metrics
+
     def compute(self, out_dir: Path | None = None) -> dict[str, float]:
         st = self._deduplicated()
         kpts, scores, image_ids = self.select(st)
@@ -127,14 +188,13 @@ class CocoEvaluator(BaseEvaluator):
         name = f"results_{self.dataset_name}.json"
         if out_dir is None:
             with tempfile.TemporaryDirectory() as tmp:
-                res = evaluate_keypoints(self.gt, write_results(results, Path(tmp) / name), self.sigmas)
+                metrics = self._evaluate(write_results(results, Path(tmp) / name))
             self.last_results_path = None
         else:
             self.last_results_path = write_results(results, Path(out_dir) / name)
-            res = evaluate_keypoints(self.gt, self.last_results_path, self.sigmas)
-        self.last_summary = res.summary
-        log.debug("%s COCO keypoint evaluation:\n%s", self._where(), res.summary)
-        return res.metrics
+            metrics = self._evaluate(self.last_results_path)
+        log.debug("%s COCO keypoint evaluation:\n%s", self._where(), self.last_summary)
+        return metrics
 
 
 class PCKhEvaluator(BaseEvaluator):
@@ -245,7 +305,7 @@ class PCKEvaluator(BaseEvaluator):
 
 #: Evaluation-wide options that a caller may pass to every metric; metrics that do not use
 #: them ignore them (any other unknown option is an error).
-SHARED_OPTIONS = frozenset({"use_nms", "oks_nms_thr", "vis_thr"})
+SHARED_OPTIONS = frozenset({"use_nms", "oks_nms_thr", "vis_thr", "soft_nms", "image_ids"})
 
 
 def _registry() -> dict[str, type[BaseEvaluator]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["keypoint_oks", "oks_iou", "oks_nms", "oks_nms_per_image", "rescore"]
+__all__ = ["keypoint_oks", "oks_iou", "oks_nms", "oks_nms_per_image", "rescore", "soft_oks_nms"]
 
 _EPS = float(np.spacing(1))
 
@@ -114,8 +114,9 @@ def oks_nms(
 ) -> np.ndarray:
     """Greedy OKS non-maximum suppression over the poses of **one image**.
 
-    Poses are visited by decreasing score (ties: lower index first); every remaining pose
-    whose OKS with the kept one is above ``thr`` is suppressed.
+    Poses are visited in the order of :func:`descending_order` (mmpose's ``argsort()[::-1]``, so
+    among equal scores the *later* pose comes first); every remaining pose whose OKS with the kept
+    one is above ``thr`` is suppressed.
 
     Args:
         keypoints: ``[N, K, 3]`` poses ``(x, y, score)`` in image pixels.
@@ -136,7 +137,7 @@ def oks_nms(
     areas = np.asarray(areas, dtype=np.float64).reshape(-1)
     if scores.shape[0] != n or areas.shape[0] != n:
         raise ValueError(f"oks_nms: {n} poses but {scores.shape[0]} scores and {areas.shape[0]} areas")
-    order = np.argsort(-scores, kind="stable")
+    order = descending_order(scores)
     keep: list[int] = []
     while order.size > 0:
         i = int(order[0])
@@ -149,6 +150,59 @@ def oks_nms(
     return np.asarray(keep, dtype=np.int64)
 
 
+def descending_order(scores: np.ndarray) -> np.ndarray:
+    """Indices by decreasing score, exactly as mmpose 0.x orders poses for (soft) OKS-NMS.
+
+    mmpose writes ``scores.argsort()[::-1]``: numpy's default ascending sort reversed. Ties are
+    therefore visited in the reverse of the ascending sort's tie order (for the small per-image
+    arrays of top-down evaluation numpy's introsort is an insertion sort, so equal scores come out
+    *last index first*). Using the same call gives the same order on every input, not only on
+    small ones, so the kept poses - and the AP - match to the last digit.
+    """
+    return np.asarray(scores).argsort()[::-1]
+
+
+def soft_oks_nms(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    sigmas: np.ndarray,
+    thr: float = 0.9,
+    max_dets: int = 20,
+    vis_thr: float | None = None,
+) -> np.ndarray:
+    """Soft OKS-NMS of mmpose 0.x (``soft_oks_nms``, Gaussian decay) over one image.
+
+    The best pose is kept; every other pose's score is multiplied by ``exp(-oks**2 / thr)``
+    (``oks`` with the kept pose) and the rest are re-sorted; at most ``max_dets`` poses are kept.
+    As in mmpose the decayed scores only decide the visiting order and the cut at ``max_dets``:
+    the kept poses keep their original scores.
+
+    Returns:
+        int64 indices of the kept poses in visiting order.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    n = keypoints.shape[0]
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    areas = np.asarray(areas, dtype=np.float64).reshape(-1)
+    if scores.shape[0] != n or areas.shape[0] != n:
+        raise ValueError(f"soft_oks_nms: {n} poses but {scores.shape[0]} scores and {areas.shape[0]} areas")
+    if not thr > 0:
+        raise ValueError(f"soft_oks_nms: thr must be > 0 (the Gaussian decay width), got {thr}")
+    order = descending_order(scores)
+    decayed = scores[order]
+    keep: list[int] = []
+    while order.size > 0 and len(keep) < max_dets:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        ovr = oks_iou(keypoints[i], keypoints[rest], areas[i], areas[rest], sigmas, vis_thr)
+        decayed = decayed[1:] * np.exp(-(ovr**2) / thr)
+        resort = descending_order(decayed)
+        order, decayed = rest[resort], decayed[resort]
+    return np.asarray(keep, dtype=np.int64)
+
+
 def oks_nms_per_image(
     keypoints: np.ndarray,
     scores: np.ndarray,
@@ -157,8 +211,13 @@ def oks_nms_per_image(
     sigmas: np.ndarray,
     thr: float = 0.9,
     vis_thr: float | None = None,
+    soft: bool = False,
+    max_dets: int = 20,
 ) -> np.ndarray:
-    """:func:`oks_nms` applied separately to the poses of every image.
+    """:func:`oks_nms` (or :func:`soft_oks_nms` with ``soft=True``) applied to every image separately.
+
+    Within an image the poses are taken in input order (mmpose: sorted by ``bbox_id``, i.e. the
+    order of the boxes in the validation set), which decides the visiting order among equal scores.
 
     Returns:
         sorted int64 indices (into the inputs) of the kept poses.
@@ -172,10 +231,12 @@ def oks_nms_per_image(
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(image_ids, kind="stable")
     _, starts = np.unique(image_ids[order], return_index=True)
-    kept = [
-        idx[oks_nms(keypoints[idx], scores[idx], areas[idx], sigmas, thr, vis_thr)]
-        for idx in np.split(order, starts[1:])
-    ]
+    def nms(idx: np.ndarray) -> np.ndarray:
+        if soft:
+            return soft_oks_nms(keypoints[idx], scores[idx], areas[idx], sigmas, thr, max_dets, vis_thr)
+        return oks_nms(keypoints[idx], scores[idx], areas[idx], sigmas, thr, vis_thr)
+
+    kept = [idx[nms(idx)] for idx in np.split(order, starts[1:])]
     return np.sort(np.concatenate(kept)).astype(np.int64)
 
 
