@@ -325,8 +325,10 @@ def test_pckh_hand_made_case():
     assert r.mean == pytest.approx(2 / 3)  # unweighted over joints
     assert pckh(pred, gt, vis, np.array([10.0, 10.0]), thr=0.5, exclude=[0]).total == pytest.approx(1 / 2)
     assert pckh(pred, gt, vis, np.array([10.0, 10.0]), thr=0.1).total == pytest.approx(1 / 4)
-    with pytest.raises(ValueError, match="normaliser"):
-        pckh(pred, gt, vis, np.array([10.0, 0.0]))
+    # a zero normaliser skips the instance and counts it (mmpose _calc_distances), no error
+    r0 = pckh(pred, gt, vis, np.array([10.0, 0.0]), thr=0.5)
+    assert r0.skipped == 1 and r0.total == pytest.approx(2 / 3)
+    np.testing.assert_array_equal(r0.counts, [1, 1, 0, 1])
 
 
 def mpii_gt(n: int = 2):
@@ -380,7 +382,7 @@ def test_pck_evaluator_on_hands():
     ev = build_evaluator("pck", "hand", gt, HAND)
     feed(ev, gt, preds_from(gt))
     m = ev.compute()
-    assert m == pytest.approx({"PCK@0.2": 1.0, "AUC": 0.95, "EPE": 0.0})
+    assert m == pytest.approx({"PCK@0.2": 1.0, "AUC": 0.95, "EPE": 0.0, "skipped_instances": 0.0})
     ev.reset()
     # 10 px off everywhere: 10 / max(w, h) < 0.2 for every box here; EPE is exactly 10
     feed(ev, gt, preds_from(gt, shift=(6.0, 8.0)))

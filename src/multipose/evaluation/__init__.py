@@ -1,4 +1,4 @@
-"""Evaluation: COCO keypoint AP, PCKh, PCK/AUC/EPE and cross-skeleton accuracy.
+"""Evaluation: COCO keypoint AP, PCKh, PCK/AUC/EPE, NME and cross-skeleton accuracy.
 
 See :func:`build_evaluator` for the per-dataset interface used during validation.
 """
@@ -15,13 +15,15 @@ from .cross_skeleton import CrossSkeletonEvaluator, head_consistency
 from .evaluators import (
     BaseEvaluator,
     CocoEvaluator,
+    NMEEvaluator,
     PCKEvaluator,
     PCKhEvaluator,
     available_metrics,
     build_evaluator,
 )
-from .nms import keypoint_oks, oks_iou, oks_nms, oks_nms_per_image, rescore
-from .pck import PCKResult, auc, bbox_pck, epe, pckh
+from .nms import keypoint_oks, oks_iou, oks_nms, oks_nms_per_image, rescore, soft_oks_nms
+from .pck import PCKResult, auc, bbox_pck, epe, nme, pckh, torso_sizes
+from .protocols import PROTOCOLS, resolve_parts
 
 __all__ = [
     "COCO_METRIC_NAMES",
@@ -29,6 +31,8 @@ __all__ = [
     "CocoEvalResult",
     "CocoEvaluator",
     "CrossSkeletonEvaluator",
+    "NMEEvaluator",
+    "PROTOCOLS",
     "PCKEvaluator",
     "PCKResult",
     "PCKhEvaluator",
@@ -41,11 +45,15 @@ __all__ = [
     "evaluate_keypoints",
     "head_consistency",
     "keypoint_oks",
+    "nme",
     "oks_iou",
     "oks_nms",
     "oks_nms_per_image",
     "pckh",
     "rescore",
+    "resolve_parts",
+    "soft_oks_nms",
+    "torso_sizes",
     "results_to_coco",
     "write_results",
 ]

@@ -60,7 +60,15 @@ COCO_METRIC_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APM", "APL", "AR", 
 
 #: What crowdposetools / xtcocotools (mmpose's CrowdPose evaluation) report, in their order.
 CROWDPOSE_METRIC_NAMES: tuple[str, ...] = (
-    "AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard"
+    "AP",
+    "AP50",
+    "AP75",
+    "AR",
+    "AR50",
+    "AR75",
+    "AP_easy",
+    "AP_medium",
+    "AP_hard",
 )
 CROWD_TYPES: tuple[str, ...] = ("easy", "medium", "hard")
 
@@ -248,7 +256,9 @@ def slice_keypoints(
     idx = np.asarray(list(indices), dtype=np.int64)
     k = len(gt["categories"][0]["keypoints"])
     if idx.size == 0 or idx.min() < 0 or idx.max() >= k:
-        raise ValueError(f"slice_keypoints: part indices must be a non-empty subset of 0..{k - 1}, got {idx.tolist()}")
+        raise ValueError(
+            f"slice_keypoints: part indices must be a non-empty subset of 0..{k - 1}, got {idx.tolist()}"
+        )
 
     def part(flat: Sequence[float]) -> np.ndarray:
         return np.asarray(flat, dtype=np.float64).reshape(k, 3)[idx]
@@ -257,7 +267,11 @@ def slice_keypoints(
     for ann in gt["annotations"]:
         kp = part(ann["keypoints"])
         annotations.append(
-            {**ann, "keypoints": [float(v) for v in kp.reshape(-1)], "num_keypoints": int((kp[:, 2] > 0).sum())}
+            {
+                **ann,
+                "keypoints": [float(v) for v in kp.reshape(-1)],
+                "num_keypoints": int((kp[:, 2] > 0).sum()),
+            }
         )
     category = {**gt["categories"][0], "keypoints": [gt["categories"][0]["keypoints"][i] for i in idx]}
     sliced = {**gt, "annotations": annotations, "categories": [category]}

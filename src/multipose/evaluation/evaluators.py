@@ -38,7 +38,7 @@ from .base import _STATE_KEYS, BaseEvaluator, _to_numpy, skeleton_sigmas  # noqa
 from .coco import build_coco_gt, evaluate_keypoints, results_to_coco, write_results
 from .cross_skeleton import CrossSkeletonEvaluator
 from .nms import oks_nms_per_image, rescore
-from .pck import auc, bbox_pck, epe, pckh
+from .pck import auc, bbox_pck, epe, nme, pckh, torso_sizes
 from .protocols import protocol_defaults, resolve_parts
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "BaseEvaluator",
     "CocoEvaluator",
+    "NMEEvaluator",
     "PCKEvaluator",
     "PCKhEvaluator",
     "available_metrics",
@@ -122,7 +123,9 @@ class CocoEvaluator(BaseEvaluator):
         self.parts = resolve_parts(proto["parts"], skeleton.keypoints, where=f"{self._where()}: option parts")
         thr = proto["crowd_thresholds"]
         if thr is not None and (len(thr) != 2 or not float(thr[0]) <= float(thr[1])):
-            raise ValueError(f"{self._where()}: option crowd_thresholds must be [t0, t1] with t0 <= t1, got {thr}")
+            raise ValueError(
+                f"{self._where()}: option crowd_thresholds must be [t0, t1] with t0 <= t1, got {thr}"
+            )
         self.crowd_thresholds = None if thr is None else (float(thr[0]), float(thr[1]))
         self.gt = build_coco_gt(
             self.instances,
@@ -158,7 +161,14 @@ class CocoEvaluator(BaseEvaluator):
             extent = preds[..., :2].max(1) - preds[..., :2].min(1)
             areas = np.where(unknown, extent[:, 0] * extent[:, 1], areas)
         kept = oks_nms_per_image(
-            preds, scores, areas, image_ids, self.sigmas, self.nms_thr, soft=self.soft_nms, max_dets=self.nms_max_dets
+            preds,
+            scores,
+            areas,
+            image_ids,
+            self.sigmas,
+            self.nms_thr,
+            soft=self.soft_nms,
+            max_dets=self.nms_max_dets,
         )
         if kept.size < preds.shape[0]:
             log.info(
@@ -171,7 +181,9 @@ class CocoEvaluator(BaseEvaluator):
 
     def _evaluate(self, results_path: Path) -> dict[str, float]:
         opts = {"drop_zero_score": self.drop_zero_score}
-        res = evaluate_keypoints(self.gt, results_path, self.sigmas, crowd_thresholds=self.crowd_thresholds, **opts)
+        res = evaluate_keypoints(
+            self.gt, results_path, self.sigmas, crowd_thresholds=self.crowd_thresholds, **opts
+        )
         summaries = [res.summary]
         metrics = dict(res.metrics)
         for part, idx in self.parts.items():
@@ -204,6 +216,11 @@ class PCKhEvaluator(BaseEvaluator):
     (joint-count weighted, joints in ``exclude_joints`` left out); ``PCKh@0.5/all`` — the same
     over every joint; ``PCKh@0.5/mean`` — unweighted mean over joints; ``PCKh@0.5/<joint>`` —
     per-joint accuracy for every joint that has labels. Values are fractions in [0, 1].
+    ``skipped_instances``: instances left out because their head size is 0 (mmpose skips them).
+    ``pckh_normaliser_neck_head``: the fraction of scored instances whose head size is the
+    upper-neck-head-top distance instead of the official ``0.6 x head-box diagonal`` (a reader sets
+    ``instance.head_size_source = "neck_head"``); anything above 0 means the numbers are not
+    comparable with the MPII benchmark, and a warning says so.
 
     Args:
         thrs: thresholds as fractions of the head size; the first gets the breakdown.
@@ -234,11 +251,14 @@ class PCKhEvaluator(BaseEvaluator):
                 f"{self._where()}: exclude_joints {unknown} are not keypoints of the skeleton {names}"
             )
         self.exclude = [names.index(n) for n in exclude_joints]
-        missing = [int(i.ann_id) for i in self.instances if i.head_size is None or not i.head_size > 0]
+        missing = [
+            int(i.ann_id) for i in self.instances if i.head_size is None or not np.isfinite(i.head_size)
+        ]
         if missing:
             raise ValueError(
-                f"{self._where()}: PCKh needs instance.head_size > 0; ann_ids {missing[:5]} (of {len(missing)}) "
-                "lack it. Use an MPII-style reader that fills head_size, or metric 'pck'."
+                f"{self._where()}: PCKh needs instance.head_size; ann_ids {missing[:5]} (of {len(missing)}) "
+                "lack it. Use an MPII-style reader that fills head_size (name the official head boxes with "
+                "val.head_boxes: mpii_gt_val.mat), or metric 'pck'."
             )
 
     def compute(self, out_dir: Path | None = None) -> dict[str, float]:
@@ -261,15 +281,34 @@ class PCKhEvaluator(BaseEvaluator):
                 for name, acc, cnt in zip(self.skeleton.keypoints, r.per_joint, r.counts):
                     if cnt > 0:
                         out[f"{key}/{name}"] = float(acc)
+                out["skipped_instances"] = float(r.skipped)
+                if r.skipped:
+                    log.warning(
+                        "%s: %d instances with head size 0 skipped (as mmpose)", self._where(), r.skipped
+                    )
+        fallback = [getattr(g, "head_size_source", None) == "neck_head" for g in gts]
+        out["pckh_normaliser_neck_head"] = float(np.mean(fallback)) if fallback else 0.0
+        if any(fallback):
+            log.warning(
+                "%s: PCKh of %d of %d instances is normalised by the upper_neck-head_top distance, NOT the "
+                "official 0.6 x head-box diagonal; the numbers are not comparable with MPII results. Name "
+                "the official head boxes in the data entry: val.head_boxes: mpii/annotations/mpii_gt_val.mat",
+                self._where(),
+                sum(fallback),
+                len(fallback),
+            )
         return out
 
 
 class PCKEvaluator(BaseEvaluator):
-    """Bounding-box PCK, AUC and EPE (hand / animal sets, mmpose definitions).
+    """PCK, AUC and EPE (hand / animal sets, mmpose definitions).
 
-    Keys: ``PCK@<thr>`` for each of ``thrs`` (box = the ground-truth ``bbox``'s longer side),
-    ``AUC`` (normalised by ``auc_norm_factor`` pixels, ``auc_num_thrs`` thresholds) and
-    ``EPE`` (pixels; ``nan`` without labelled joints).
+    Keys: ``PCK@<thr>`` for each of ``thrs``, normalised by the ground-truth ``bbox``'s longer
+    side (``norm: bbox``, mmpose ``PCK``) or by a torso diagonal (``norm: torso``, mmpose/JHMDB
+    ``tPCK``: ``torso_joints``, default the keypoints tagged left_shoulder and right_hip);
+    ``PCK@<thr>/<part>`` for each of ``parts`` (:func:`.protocols.resolve_parts`); ``AUC``
+    (normalised by ``auc_norm_factor`` pixels, ``auc_num_thrs`` thresholds); ``EPE`` (pixels;
+    ``nan`` without labelled joints); ``skipped_instances`` (normaliser 0, left out as in mmpose).
     """
 
     metric = "pck"
@@ -282,11 +321,26 @@ class PCKEvaluator(BaseEvaluator):
         thrs: Sequence[float] = (0.2,),
         auc_norm_factor: float = 30.0,
         auc_num_thrs: int = 20,
+        norm: str = "bbox",
+        torso_joints: Sequence[str] | None = None,
+        parts: Mapping[str, Sequence[str | int]] | None = None,
     ) -> None:
         super().__init__(dataset_name, instances, skeleton)
         self.thrs = tuple(float(t) for t in thrs)
         self.auc_norm_factor = float(auc_norm_factor)
         self.auc_num_thrs = int(auc_num_thrs)
+        if norm not in ("bbox", "torso"):
+            raise ValueError(f"{self._where()}: option norm must be 'bbox' or 'torso', got {norm!r}")
+        self.norm = norm
+        self.torso = _joint_pair(
+            skeleton, torso_joints, ("left_shoulder", "right_hip"), self._where(), "torso_joints"
+        )
+        if norm == "torso" and self.torso is None:
+            raise ValueError(
+                f"{self._where()}: norm 'torso' needs option torso_joints [a, b] (keypoint names); the skeleton "
+                "has no keypoints tagged left_shoulder and right_hip"
+            )
+        self.parts = resolve_parts(parts, skeleton.keypoints, where=f"{self._where()}: option parts")
 
     def compute(self, out_dir: Path | None = None) -> dict[str, float]:
         st = self._deduplicated()
@@ -295,12 +349,125 @@ class PCKEvaluator(BaseEvaluator):
             log.warning("%s: no predictions were accumulated; PCK and AUC are 0", self._where())
         k = self.num_keypoints
         gt_k = np.stack([np.asarray(g.keypoints, np.float64) for g in gts]) if gts else np.zeros((0, k, 3))
-        sizes = np.array([float(np.max(np.asarray(g.bbox, np.float64)[2:4])) for g in gts])
-        pred, vis = st["preds"][..., :2], gt_k[..., 2] > 0
-        out = {f"PCK@{t:g}": bbox_pck(pred, gt_k[..., :2], vis, sizes, t).mean for t in self.thrs}
+        pred, vis = st["preds"][..., :2].astype(np.float64), gt_k[..., 2] > 0
+        if self.norm == "torso":
+            sizes, fallback = torso_sizes(pred, gt_k, self.torso)
+            if fallback:
+                log.warning(
+                    "%s: %d ground-truth torsos < 1 px; the predicted torso is used (as mmpose)",
+                    self._where(),
+                    fallback,
+                )
+        else:
+            sizes = np.array([float(np.max(np.asarray(g.bbox, np.float64)[2:4])) for g in gts])
+        out: dict[str, float] = {}
+        skipped = 0
+        for t in self.thrs:
+            r = bbox_pck(pred, gt_k[..., :2], vis, sizes, t)
+            out[f"PCK@{t:g}"], skipped = r.mean, r.skipped
+            for part, idx in self.parts.items():
+                out[f"PCK@{t:g}/{part}"] = bbox_pck(
+                    pred[:, idx], gt_k[:, idx, :2], vis[:, idx], sizes, t
+                ).mean
         out["AUC"] = auc(pred, gt_k[..., :2], vis, self.auc_norm_factor, self.auc_num_thrs)
         out["EPE"] = epe(pred, gt_k[..., :2], vis)
+        out["skipped_instances"] = float(skipped)
+        if skipped:
+            log.warning("%s: %d instances with normaliser 0 skipped (as mmpose)", self._where(), skipped)
         return out
+
+
+#: mmpose's inter-ocular keypoint pairs (outer eye corners) of the face sets, by skeleton name.
+NME_KEYPOINT_PAIRS: dict[str, tuple[int, int]] = {
+    "300w": (36, 45),
+    "coco_wholebody_face": (36, 45),
+    "wflw": (60, 72),
+    "cofw": (8, 9),
+    "lapa": (66, 79),
+}
+
+
+class NMEEvaluator(BaseEvaluator):
+    """Normalised mean error (face / hand sets; mmpose ``NME``), lower is better.
+
+    Keys: ``NME`` (fraction of the normaliser; mmpose reports the same number) and
+    ``skipped_instances``.
+
+    Args:
+        norm: ``keypoints`` - distance between two ground-truth keypoints (``norm_joints``; default
+            mmpose's outer eye corners for 300W / COCO-WholeBody-face / WFLW / COFW / LaPa by
+            skeleton name); ``bbox`` - the ground-truth box's longer side (hand sets).
+        norm_joints: the two keypoint names (or indices) for ``norm: keypoints``.
+    """
+
+    metric = "nme"
+
+    def __init__(
+        self,
+        dataset_name: str,
+        instances: Sequence[Any],
+        skeleton: Any,
+        norm: str = "keypoints",
+        norm_joints: Sequence[str | int] | None = None,
+    ) -> None:
+        super().__init__(dataset_name, instances, skeleton)
+        if norm not in ("keypoints", "bbox"):
+            raise ValueError(f"{self._where()}: option norm must be 'keypoints' or 'bbox', got {norm!r}")
+        self.norm = norm
+        self.pair: tuple[int, int] | None = None
+        if norm == "keypoints":
+            if norm_joints is None:
+                self.pair = NME_KEYPOINT_PAIRS.get(str(getattr(skeleton, "name", "")))
+            else:
+                self.pair = _joint_pair(skeleton, norm_joints, None, self._where(), "norm_joints")
+            if self.pair is None:
+                raise ValueError(
+                    f"{self._where()}: NME with norm 'keypoints' needs option norm_joints [a, b] (e.g. the outer "
+                    f"eye corners); known defaults: {sorted(NME_KEYPOINT_PAIRS)}. Or use norm 'bbox'."
+                )
+
+    def compute(self, out_dir: Path | None = None) -> dict[str, float]:
+        st = self._deduplicated()
+        gts = self._gather_gt(st["ann_ids"])
+        k = self.num_keypoints
+        gt_k = np.stack([np.asarray(g.keypoints, np.float64) for g in gts]) if gts else np.zeros((0, k, 3))
+        pred, vis = st["preds"][..., :2].astype(np.float64), gt_k[..., 2] > 0
+        if self.norm == "keypoints":
+            a, b = self.pair
+            sizes = np.linalg.norm(gt_k[:, a, :2] - gt_k[:, b, :2], axis=-1)
+        else:
+            sizes = np.array([float(np.max(np.asarray(g.bbox, np.float64)[2:4])) for g in gts])
+        value, skipped = nme(pred, gt_k[..., :2], vis, sizes)
+        if skipped:
+            log.warning("%s: %d instances with normaliser 0 skipped (as mmpose)", self._where(), skipped)
+        return {"NME": value, "skipped_instances": float(skipped)}
+
+
+def _joint_pair(
+    skeleton: Any,
+    joints: Sequence[str | int] | None,
+    default_tags: tuple[str, str] | None,
+    where: str,
+    option: str,
+) -> tuple[int, int] | None:
+    """Two keypoint indices from names / indices, or from semantic tags when ``joints`` is None."""
+    names = list(skeleton.keypoints)
+    if joints is None:
+        if default_tags is None or not hasattr(skeleton, "find_semantic"):
+            return None
+        found = [skeleton.find_semantic(t) for t in default_tags]
+        return None if None in found else (int(found[0]), int(found[1]))
+    if len(joints) != 2:
+        raise ValueError(f"{where}: option {option} must name two keypoints, got {list(joints)}")
+    out = []
+    for j in joints:
+        if isinstance(j, int) and 0 <= j < len(names):
+            out.append(j)
+        elif j in names:
+            out.append(names.index(j))
+        else:
+            raise ValueError(f"{where}: option {option}: {j!r} is not a keypoint of skeleton {names[:8]}...")
+    return out[0], out[1]
 
 
 #: Evaluation-wide options that a caller may pass to every metric; metrics that do not use
@@ -313,6 +480,7 @@ def _registry() -> dict[str, type[BaseEvaluator]]:
         "coco": CocoEvaluator,
         "pckh": PCKhEvaluator,
         "pck": PCKEvaluator,
+        "nme": NMEEvaluator,
         "cross": CrossSkeletonEvaluator,
     }
 
@@ -325,7 +493,7 @@ def available_metrics() -> list[str]:
 def build_evaluator(
     metric: str, dataset_name: str, instances: Sequence[Any], skeleton: Any, **opts: Any
 ) -> BaseEvaluator:
-    """Build the evaluator for ``metric`` ("coco" | "pckh" | "pck" | "cross").
+    """Build the evaluator for ``metric`` ("coco" | "pckh" | "pck" | "nme" | "cross").
 
     ``opts`` are the keyword arguments of the evaluator class (e.g. ``oks_nms_thr=0.9`` for
     "coco", ``thrs=[0.5, 0.1]`` for "pckh", ``head_name="aic"`` for "cross", where

@@ -231,6 +231,7 @@ def oks_nms_per_image(
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(image_ids, kind="stable")
     _, starts = np.unique(image_ids[order], return_index=True)
+
     def nms(idx: np.ndarray) -> np.ndarray:
         if soft:
             return soft_oks_nms(keypoints[idx], scores[idx], areas[idx], sigmas, thr, max_dets, vis_thr)

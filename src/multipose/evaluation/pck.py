@@ -23,6 +23,15 @@ Definitions (they follow mmpose 1.x ``mmpose/evaluation/functional/keypoint_eval
   a perfect prediction scores ``(num_thrs - 1) / num_thrs`` (0.95 for 20 thresholds), exactly
   as in mmpose.
 * **EPE**: mean Euclidean distance in pixels over all labelled joints (mmpose ``keypoint_epe``).
+* **tPCK** (torso-normalised PCK, mmpose's JHMDB ``tPCK``): the bounding-box PCK above with the
+  normaliser ``||gt[a] - gt[b]||`` for a torso diagonal ``(a, b)`` (mmpose/JHMDB: left shoulder -
+  right hip); where the ground-truth torso is shorter than 1 px the predicted torso is used, as there.
+* **NME** (mmpose ``keypoint_nme``): the mean over all labelled joints of ``||pred - gt|| / norm``,
+  with ``norm`` the inter-ocular distance of the ground truth (faces: 300W/COCO-WholeBody-face outer
+  eye corners 36-45, WFLW 60-72, COFW 8-9) or a box size.
+
+Instances whose normaliser is 0 (or not finite) are skipped as in mmpose's ``_calc_distances``; every
+result carries the number skipped (``skipped``) so that callers can report it.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PCKResult", "auc", "bbox_pck", "epe", "normalized_distances", "pckh"]
+__all__ = ["PCKResult", "auc", "bbox_pck", "epe", "nme", "normalized_distances", "pckh", "torso_sizes"]
 
 
 @dataclass
@@ -43,6 +52,7 @@ class PCKResult:
     counts: np.ndarray  # [K] number of labelled instances per joint
     mean: float  # unweighted mean over joints with counts > 0 (and not excluded)
     total: float  # correct / labelled over all non-excluded joints (joint-count weighted)
+    skipped: int = 0  # instances with labelled joints left out because their normaliser is 0
 
 
 def _validate(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, fn: str) -> tuple[np.ndarray, ...]:
@@ -63,22 +73,22 @@ def normalized_distances(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``[N, K]`` distances divided by the per-instance ``norm`` ``[N]`` and the usable mask.
 
-    Instances whose normaliser is not positive and finite raise an error naming them, because
-    silently dropping them would inflate the accuracy.
+    Instances whose normaliser is not positive and finite are left out of the mask (mmpose's
+    ``_calc_distances``); :func:`skipped_instances` counts those that had labelled joints.
     """
     pred, gt, visible = _validate(pred, gt, visible, fn)
     norm = np.asarray(norm, dtype=np.float64).reshape(-1)
     if norm.shape[0] != pred.shape[0]:
         raise ValueError(f"{fn}: got {norm.shape[0]} normalisers for {pred.shape[0]} instances")
-    bad = ~(np.isfinite(norm) & (norm > 0)) & visible.any(1)
-    if bad.any():
-        idx = np.flatnonzero(bad)[:5].tolist()
-        raise ValueError(
-            f"{fn}: normaliser (head size / box size) must be > 0 for instances with labelled joints; "
-            f"instances {idx} have {norm[bad][:5].tolist()}. Fix the annotation or drop these instances."
-        )
-    dist = np.linalg.norm(pred - gt, axis=-1) / np.where(norm > 0, norm, 1.0)[:, None]
-    return dist, visible
+    usable = np.isfinite(norm) & (norm > 0)
+    dist = np.linalg.norm(pred - gt, axis=-1) / np.where(usable, norm, 1.0)[:, None]
+    return dist, visible & usable[:, None]
+
+
+def skipped_instances(visible: np.ndarray, norm: np.ndarray) -> int:
+    """Number of instances with labelled joints whose normaliser is 0 / not finite (left out)."""
+    norm = np.asarray(norm, dtype=np.float64).reshape(-1)
+    return int((~(np.isfinite(norm) & (norm > 0)) & np.asarray(visible, bool).any(1)).sum())
 
 
 def _accuracy(correct: np.ndarray, visible: np.ndarray, exclude: Sequence[int]) -> PCKResult:
@@ -113,7 +123,9 @@ def pckh(
             their per-joint accuracy is still reported.
     """
     dist, vis = normalized_distances(pred, gt, visible, head_sizes, fn="pckh")
-    return _accuracy(dist <= thr, vis, exclude)
+    r = _accuracy(dist <= thr, vis, exclude)
+    r.skipped = skipped_instances(visible, head_sizes)
+    return r
 
 
 def bbox_pck(
@@ -127,7 +139,31 @@ def bbox_pck(
     The mmpose number is ``.mean`` (unweighted over joints).
     """
     dist, vis = normalized_distances(pred, gt, visible, bbox_sizes, fn="bbox_pck")
-    return _accuracy(dist < thr, vis, ())
+    r = _accuracy(dist < thr, vis, ())
+    r.skipped = skipped_instances(visible, bbox_sizes)
+    return r
+
+
+def torso_sizes(pred: np.ndarray, gt: np.ndarray, pair: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """``[N]`` torso normalisers ``||gt[a] - gt[b]||`` (mmpose ``tPCK``) and how many fell back.
+
+    Where the ground-truth torso is shorter than 1 px, the predicted one is used (mmpose warns
+    "Torso Size < 1" and does the same).
+    """
+    a, b = pair
+    pred, gt = np.asarray(pred, np.float64)[..., :2], np.asarray(gt, np.float64)[..., :2]
+    sizes = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
+    short = sizes < 1
+    sizes = np.where(short, np.linalg.norm(pred[:, a] - pred[:, b], axis=-1), sizes)
+    return sizes, int(short.sum())
+
+
+def nme(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, norm: np.ndarray) -> tuple[float, int]:
+    """mmpose ``keypoint_nme``: mean of ``||pred - gt|| / norm`` over the labelled joints of the
+    instances with a usable normaliser; returns ``(nme, skipped instances)`` (``nan`` without joints)."""
+    dist, vis = normalized_distances(pred, gt, visible, norm, fn="nme")
+    value = float(dist[vis].mean()) if vis.any() else float("nan")
+    return value, skipped_instances(visible, norm)
 
 
 def auc(

@@ -83,7 +83,9 @@ def resolve_parts(
                 try:
                     a, b = (int(v) for v in item.split(":"))
                 except ValueError:
-                    raise ValueError(f"{where}.{part}: range {item!r} must be 'start:end' with integers") from None
+                    raise ValueError(
+                        f"{where}.{part}: range {item!r} must be 'start:end' with integers"
+                    ) from None
                 rng = list(range(a, b))
             else:
                 raise ValueError(
@@ -92,7 +94,9 @@ def resolve_parts(
                 )
             bad = [i for i in rng if not 0 <= i < k]
             if bad or not rng:
-                raise ValueError(f"{where}.{part}: {item!r} selects no keypoint or indices outside 0..{k - 1}")
+                raise ValueError(
+                    f"{where}.{part}: {item!r} selects no keypoint or indices outside 0..{k - 1}"
+                )
             idx.update(rng)
         out[str(part)] = sorted(idx)
     return out
