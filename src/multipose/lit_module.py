@@ -28,7 +28,7 @@ from multipose.models.build import model_from_config
 
 log = logging.getLogger(__name__)
 
-PRIMARY_METRIC = {"coco": "AP", "pckh": "PCKh@0.5", "pck": "PCK@0.2"}
+PRIMARY_METRIC = {"coco": "AP", "pckh": "PCKh@0.5", "pck": "PCK@0.2", "nme": "NME"}
 
 
 class PoseLitModule(L.LightningModule):
@@ -145,6 +145,8 @@ class PoseLitModule(L.LightningModule):
                 dm.skeletons[name],
                 oks_nms_thr=self.eval_cfg.get("oks_nms_thr", 0.9),
                 vis_thr=self.eval_cfg.get("vis_thr", 0.2),
+                soft_nms=self.eval_cfg.get("soft_nms", False),
+                image_ids=dm.val_image_ids(name) if hasattr(dm, "val_image_ids") else None,
             )
             if self.eval_cfg.get("cross_skeleton", True) and any(i.extra_gt for i in instances[:50]):
                 heads = {h: dm.skeletons[h] for h in self.dataset_names if h != name}
@@ -196,6 +198,7 @@ class PoseLitModule(L.LightningModule):
             "image_ids": batch["image_id"].cpu().numpy(),
             "bbox_scores": batch["bbox_score"].cpu().numpy(),
             "areas": batch["area"].cpu().numpy(),
+            "scales": batch["scale"].cpu().numpy(),  # OKS-NMS area = prod(scale), as mmpose
         }
         cache: dict = {}
         own = self.dataset_names.index(val_name)

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 FORMATS = ("coco", "coco_wholebody", "mpii")
-METRICS = ("coco", "pckh", "pck")
+METRICS = ("coco", "pckh", "pck", "nme")
 MODES = ("fixed", "proportional")
 
 
@@ -72,6 +72,7 @@ class SplitConfig:
     img_dir: str
     det_file: str | None = None
     det_score_thr: float = 0.0
+    head_boxes: str | None = None  # MPII: the official mpii_gt_val.mat (head boxes + ground truth for PCKh)
 
     def missing_files(self) -> list[tuple[str, str]]:
         """``(key, path)`` of every file or folder of this split that does not exist."""
@@ -82,6 +83,8 @@ class SplitConfig:
             out.append(("img_dir", self.img_dir))
         if self.det_file is not None and not Path(self.det_file).is_file():
             out.append(("det_file", self.det_file))
+        if self.head_boxes is not None and not Path(self.head_boxes).is_file():
+            out.append(("head_boxes", self.head_boxes))
         return out
 
 
@@ -153,6 +156,7 @@ def _parse_split(name: str, split: str, raw: Any, root: str | None) -> SplitConf
         img_dir=resolve_path(root, raw["img_dir"]),
         det_file=resolve_path(root, det_file) if det_file else None,
         det_score_thr=thr,
+        head_boxes=resolve_path(root, raw["head_boxes"]) if raw.get("head_boxes") else None,
     )
 
 

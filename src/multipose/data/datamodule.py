@@ -89,6 +89,8 @@ def read_split(entry: DatasetEntry, split: str, skeleton: Any, return_images: bo
     kwargs: dict[str, Any] = {}
     if entry.format in ("coco", "coco_wholebody"):
         kwargs["invalid_boxes"] = "skip"  # as mmpose: drop zero-size boxes (the reader logs the count)
+    if getattr(cfg, "head_boxes", None):
+        kwargs["head_boxes"] = cfg.head_boxes  # MPII official mpii_gt_val.mat
     reader = get_reader(entry.format)
     return reader(
         cfg.ann_file,
@@ -279,6 +281,12 @@ class MultiPoseDataModule(L.LightningDataModule):
         if name not in self._val_instances:
             self._load_val(name)
         return self._val_instances[name]
+
+    def val_image_ids(self, name: str) -> list[int]:
+        """Every image id of ``name``'s validation annotation file, annotated or not (COCO AP needs them)."""
+        if name not in self._val_images:
+            self._load_val(name)
+        return sorted(self._val_images[name])
 
     def _dist(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

@@ -41,6 +41,7 @@ class Instance:
     center: np.ndarray | None = None
     scale: np.ndarray | None = None
     head_size: float | None = None
+    head_size_source: str | None = None  # PCKh normaliser: "head_box" (official) or "neck_head" (fallback)
     extra_gt: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
