@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -77,6 +78,8 @@ CROWD_TYPES: tuple[str, ...] = ("easy", "medium", "hard")
 AREA_FROM_BOX = 0.53
 
 CATEGORY_ID = 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -283,13 +286,21 @@ def _crowd_type_ap(ev: Any, gt: dict[str, Any], thresholds: Sequence[float]) -> 
     """AP per crowd type, the crowdposetools / xtcocotools ``get_type_result`` computation."""
     t0, t1 = (float(t) for t in thresholds)
     missing = [im["id"] for im in gt["images"] if "crowdIndex" not in im]
-    if missing:
+    if len(missing) == len(gt["images"]):
         raise ValueError(
-            f"CrowdPose AP_easy/medium/hard need every image's crowdIndex; images {missing[:5]} (of "
-            f"{len(missing)}) have none. Read the dataset with a CrowdPose reader that keeps 'crowdIndex'."
+            "CrowdPose AP_easy/medium/hard need the images' crowdIndex and no image has one; read the dataset "
+            "with the CrowdPose reader (it keeps 'crowdIndex'), or set the evaluation option crowd_thresholds: null."
+        )
+    if missing:
+        log.warning(
+            "CrowdPose crowd types: %d images without crowdIndex (e.g. %s) are left out of AP_easy/medium/hard",
+            len(missing),
+            missing[:5],
         )
     groups: dict[str, list[int]] = {t: [] for t in CROWD_TYPES}
     for im in gt["images"]:
+        if "crowdIndex" not in im:
+            continue
         c = float(im["crowdIndex"])
         groups["easy" if c < t0 else "medium" if c < t1 else "hard"].append(int(im["id"]))
     out = {}
@@ -308,6 +319,7 @@ def evaluate_keypoints(
     drop_zero_score: bool = False,
     part: Sequence[int] | None = None,
     crowd_thresholds: Sequence[float] | None = None,
+    det_area_keypoints: Sequence[int] | None = None,
 ) -> CocoEvalResult:
     """Run pycocotools' keypoint evaluation quietly.
 
@@ -320,6 +332,9 @@ def evaluate_keypoints(
             sliced too); None evaluates every keypoint.
         crowd_thresholds: ``(t0, t1)``: report CrowdPose's keys (:data:`CROWDPOSE_METRIC_NAMES`)
             instead of COCO's; needs ``crowdIndex`` on every image.
+        det_area_keypoints: a prediction's area (which decides the area range of an unmatched
+            prediction: APM/APL) is the extent of these keypoints instead of all evaluated ones
+            (xtcocotools takes it from the ``keypoints`` field, COCO-WholeBody's body part).
 
     Returns:
         :class:`CocoEvalResult`; with no predictions every metric is ``0.0`` for area ranges
@@ -359,6 +374,12 @@ def evaluate_keypoints(
                 f"keypoint values, expected {3 * k} (K={k} times x, y, score)"
             )
 
+    results = [dict(r) for r in results]  # pycocotools' loadRes writes into the result dicts
+    if det_area_keypoints is not None:
+        sel = np.asarray(list(det_area_keypoints), dtype=np.int64)
+        for r in results:
+            xy = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3)[sel, :2]
+            r["_det_area"] = float(np.prod(xy.max(0) - xy.min(0)))
     if part is not None:
         gt, results = slice_keypoints(gt, results, part)
         sigmas = sigmas[np.asarray(list(part), dtype=np.int64)]
@@ -372,6 +393,9 @@ def evaluate_keypoints(
         coco_gt.createIndex()
         if results:
             coco_dt = coco_gt.loadRes(results)
+            for ann in coco_dt.dataset["annotations"]:
+                if "_det_area" in ann:
+                    ann["area"] = ann.pop("_det_area")
         else:
             coco_dt = COCO()
             coco_dt.dataset = {

@@ -127,6 +127,10 @@ class CocoEvaluator(BaseEvaluator):
                 f"{self._where()}: option crowd_thresholds must be [t0, t1] with t0 <= t1, got {thr}"
             )
         self.crowd_thresholds = None if thr is None else (float(thr[0]), float(thr[1]))
+        area_kp = proto["det_area_keypoints"]
+        self.det_area_keypoints = (
+            resolve_parts({"area": area_kp}, skeleton.keypoints)["area"] if area_kp is not None else None
+        )
         self.gt = build_coco_gt(
             self.instances,
             skeleton.keypoints,
@@ -180,7 +184,7 @@ class CocoEvaluator(BaseEvaluator):
         return preds[kept], scores[kept], image_ids[kept]
 
     def _evaluate(self, results_path: Path) -> dict[str, float]:
-        opts = {"drop_zero_score": self.drop_zero_score}
+        opts = {"drop_zero_score": self.drop_zero_score, "det_area_keypoints": self.det_area_keypoints}
         res = evaluate_keypoints(
             self.gt, results_path, self.sigmas, crowd_thresholds=self.crowd_thresholds, **opts
         )

@@ -45,12 +45,18 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "drop_zero_score": True,
         "parts": WHOLEBODY_PARTS,
         "crowd_thresholds": None,
+        # xtcocotools computes a prediction's area from its 'keypoints' field: the body part
+        "det_area_keypoints": WHOLEBODY_PARTS["body"],
     },
 }
 
 
 def protocol_defaults(protocol: str, skeleton_name: str) -> dict[str, Any]:
-    """The option values of ``protocol`` (``"auto"``: by skeleton name, else ``"coco"``)."""
+    """The option values of ``protocol`` (``"auto"``: by skeleton name, else ``"coco"``).
+
+    ``det_area_keypoints`` (not an option; None = every keypoint): the keypoints whose extent is a
+    prediction's area for the area ranges (APM/APL), as xtcocotools derives it.
+    """
     if protocol == "auto":
         protocol = skeleton_name if skeleton_name in PROTOCOLS else "coco"
     if protocol not in PROTOCOLS:
@@ -58,7 +64,7 @@ def protocol_defaults(protocol: str, skeleton_name: str) -> dict[str, Any]:
             f"unknown COCO protocol {protocol!r}; choose 'auto' or one of {sorted(PROTOCOLS)} "
             "(evaluation option 'protocol')"
         )
-    return dict(PROTOCOLS[protocol])
+    return {"det_area_keypoints": None, **PROTOCOLS[protocol]}
 
 
 def resolve_parts(
