@@ -372,3 +372,17 @@ def test_mmpose_functional_unit_fixtures():
     assert nme(out, tgt, mask, np.ones(1))[0] == pytest.approx(11.5355339, abs=1e-4)
     tgt[0, 2] = [0, -1]
     assert auc(out, tgt, mask, 20.0, 4) == pytest.approx(0.375, abs=1e-4)
+
+
+def test_data_entry_metric_options_are_checked_when_the_config_is_read(tmp_path):
+    from multipose.data.config import DataConfigError, parse_entry
+
+    split = {"ann_file": "a.json", "img_dir": "img"}
+    raw = {"format": "coco", "skeleton": "coco", "metric": "pck", "train": split, "val": split}
+    entry = parse_entry("hands", {**raw, "metric_options": {"norm": "torso", "thrs": [0.2]}}, str(tmp_path))
+    assert entry.metric_options == {"norm": "torso", "thrs": [0.2]}
+    assert parse_entry("hands", raw, str(tmp_path)).metric_options == {}
+    with pytest.raises(
+        DataConfigError, match=r"datasets.hands.metric_options: .*\['protocol'\].*valid options"
+    ):
+        parse_entry("hands", {**raw, "metric_options": {"protocol": "aic"}}, str(tmp_path))

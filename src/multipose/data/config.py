@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,7 @@ class DatasetEntry:
     metric: str = "coco"
     half_body: bool = True
     flip_test_shift: bool | None = None
+    metric_options: Mapping[str, Any] = field(default_factory=dict)  # build_evaluator options of `metric`
 
     @property
     def use_udp(self) -> bool:
@@ -193,6 +194,15 @@ def parse_entry(name: str, raw: Any, root: str | None) -> DatasetEntry:
         raise DataConfigError(
             f"datasets.{name}.metric = {metric!r} is unknown; valid metrics: {', '.join(METRICS)}"
         )
+    metric_options = to_plain(raw.get("metric_options")) or {}
+    try:
+        from multipose.evaluation.evaluators import check_options
+
+        if not isinstance(metric_options, Mapping):
+            raise ValueError(f"must be a mapping of evaluator options, got {metric_options!r}")
+        check_options(metric, metric_options, str(name))
+    except ValueError as err:
+        raise DataConfigError(f"datasets.{name}.metric_options: {err}") from None
     skeleton = raw["skeleton"]
     try:
         get_skeleton(skeleton)
@@ -218,6 +228,7 @@ def parse_entry(name: str, raw: Any, root: str | None) -> DatasetEntry:
         metric=metric,
         half_body=half_body,
         flip_test_shift=shift,
+        metric_options=dict(metric_options),
     )
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "PCKhEvaluator",
     "available_metrics",
     "build_evaluator",
+    "check_options",
 ]
 
 
@@ -494,6 +495,28 @@ def available_metrics() -> list[str]:
     return sorted(_registry())
 
 
+def check_options(metric: str, opts: Mapping[str, Any], dataset_name: str = "?") -> dict[str, Any]:
+    """The options of ``opts`` that ``metric``'s evaluator takes; unknown metric / option names raise a
+    ValueError listing the valid ones (options in :data:`SHARED_OPTIONS` are dropped silently)."""
+    reg = _registry()
+    if metric not in reg:
+        raise ValueError(
+            f"unknown evaluation metric '{metric}' for dataset '{dataset_name}'; choose one of {sorted(reg)}"
+        )
+    params = [
+        n
+        for n, p in inspect.signature(reg[metric].__init__).parameters.items()
+        if n not in ("self", "dataset_name", "instances", "skeleton") and p.kind == p.POSITIONAL_OR_KEYWORD
+    ]
+    unknown = sorted(set(opts) - set(params) - SHARED_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"evaluation options {unknown} are not valid for metric '{metric}' (dataset '{dataset_name}'); "
+            f"valid options: {params}"
+        )
+    return {k: v for k, v in opts.items() if k in params}
+
+
 def build_evaluator(
     metric: str, dataset_name: str, instances: Sequence[Any], skeleton: Any, **opts: Any
 ) -> BaseEvaluator:
@@ -505,24 +528,8 @@ def build_evaluator(
     ignored by metrics that do not use them; any other unknown option raises an error listing
     the valid ones.
     """
-    reg = _registry()
-    if metric not in reg:
-        raise ValueError(
-            f"unknown evaluation metric '{metric}' for dataset '{dataset_name}'; choose one of {sorted(reg)}"
-        )
-    cls = reg[metric]
-    params = [
-        n
-        for n, p in inspect.signature(cls.__init__).parameters.items()
-        if n not in ("self", "dataset_name", "instances", "skeleton") and p.kind == p.POSITIONAL_OR_KEYWORD
-    ]
-    unknown = sorted(set(opts) - set(params) - SHARED_OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"evaluation options {unknown} are not valid for metric '{metric}' (dataset '{dataset_name}'); "
-            f"valid options: {params}"
-        )
-    kwargs = {k: v for k, v in opts.items() if k in params}
+    kwargs = check_options(metric, opts, dataset_name)
+    cls = _registry()[metric]
     if metric == "cross":
         head_name = kwargs.pop("head_name", None) or str(skeleton.name)
         return cls(dataset_name, head_name, instances, skeleton, **kwargs)
