@@ -20,6 +20,7 @@ from .evaluators import (
     PCKhEvaluator,
     available_metrics,
     build_evaluator,
+    check_options,
 )
 from .nms import keypoint_oks, oks_iou, oks_nms, oks_nms_per_image, rescore, soft_oks_nms
 from .pck import PCKResult, auc, bbox_pck, epe, nme, pckh, torso_sizes
@@ -41,6 +42,7 @@ __all__ = [
     "bbox_pck",
     "build_coco_gt",
     "build_evaluator",
+    "check_options",
     "epe",
     "evaluate_keypoints",
     "head_consistency",
