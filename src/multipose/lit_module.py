@@ -143,11 +143,13 @@ class PoseLitModule(L.LightningModule):
                 name,
                 instances,
                 dm.skeletons[name],
-                oks_nms_thr=self.eval_cfg.get("oks_nms_thr", 0.9),
-                vis_thr=self.eval_cfg.get("vis_thr", 0.2),
-                soft_nms=self.eval_cfg.get("soft_nms", False),
-                image_ids=dm.val_image_ids(name) if hasattr(dm, "val_image_ids") else None,
-                **dict(getattr(entry, "metric_options", None) or {}),
+                **{
+                    "oks_nms_thr": self.eval_cfg.get("oks_nms_thr", 0.9),
+                    "vis_thr": self.eval_cfg.get("vis_thr", 0.2),
+                    "soft_nms": self.eval_cfg.get("soft_nms", False),
+                    "image_ids": dm.val_image_ids(name) if hasattr(dm, "val_image_ids") else None,
+                    **dict(getattr(entry, "metric_options", None) or {}),  # the data entry's own options win
+                },
             )
             if self.eval_cfg.get("cross_skeleton", True) and any(i.extra_gt for i in instances[:50]):
                 heads = {h: dm.skeletons[h] for h in self.dataset_names if h != name}
