@@ -553,3 +553,30 @@ def test_animalpose_is_shipped_with_official_layout():
         (18, 13),
         (19, 16),
     ]
+
+
+def test_data_config_skeleton_dirs(tmp_path):
+    from multipose.data.config import DataConfigError, parse_dataset_entries
+
+    folder = tmp_path / "skeletons"
+    folder.mkdir()
+    data = _user_skeleton("goat_cfg_for_test", "goatcfg")
+    data["tags"] = {f"goatcfg_{t}": {"desc": t} for t in ("withers", "left_horn", "right_horn")}
+    _write(folder, data, "goat.yaml")
+    entry = {
+        "format": "coco",
+        "skeleton": "goat_cfg_for_test",
+        "batch_count": 2,
+        "train": {"ann_file": "a.json", "img_dir": "img"},
+        "val": {"ann_file": "b.json", "img_dir": "img"},
+    }
+    with pytest.raises(DataConfigError, match="unknown skeleton 'goat_cfg_for_test'"):
+        parse_dataset_entries({"goats": entry}, str(tmp_path), "fixed", 2)
+    entries = parse_dataset_entries({"goats": entry}, str(tmp_path), "fixed", 2, skeleton_dirs=[str(folder)])
+    assert get_skeleton(entries["goats"].skeleton).num_keypoints == 4
+    with pytest.raises(DataConfigError, match="data.skeleton_dirs: skeleton directory"):
+        parse_dataset_entries(
+            {"goats": entry}, str(tmp_path), "fixed", 2, skeleton_dirs=[str(tmp_path / "x")]
+        )
+    with pytest.raises(DataConfigError, match="must be a list of folder paths"):
+        parse_dataset_entries({"goats": entry}, str(tmp_path), "fixed", 2, skeleton_dirs=[3])

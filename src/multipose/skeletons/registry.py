@@ -773,3 +773,17 @@ def correspondence(
             continue
         pairs.append((i, j))
     return pairs
+
+
+def register_skeleton_dirs_option(value: Any, error: type[Exception] = SkeletonError) -> list[Skeleton]:
+    """Validate and apply the ``data.skeleton_dirs`` config option (null or a list of folder paths)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in value):
+        raise error(f"data.skeleton_dirs must be a list of folder paths (or null), got {value!r}")
+    try:
+        return load_skeleton_dirs(value)
+    except SkeletonError as err:
+        raise error(f"data.skeleton_dirs: {err}") from err
