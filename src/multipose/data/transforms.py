@@ -14,10 +14,11 @@ Follows the ViTPose / mmpose 0.x training pipeline (``TopDownRandomShiftBboxCent
   ``TopDownAffine``); the codec decides the target weight from the Gaussian window (an edge keypoint still
   teaches while its window overlaps the heatmap).  Unlabelled keypoints (``v = 0``) get coordinates ``(0, 0)``;
 * the random box-centre shift (``center_shift_prob``, ``center_shift_factor``) is mmpose's
-  ``TopDownRandomShiftBboxCenter`` (per sample: ``center += u * factor * scale`` with ``u ~ U(-1, 1)`` per axis and
-  ``scale`` the padded box in pixels; mmpose configs use factor 0.16, prob 0.3).  ViTPose's own code applies the same-sized jitter
-  once per instance when the annotation file is loaded (``_xywh2cs``: prob 0.3, ``+-0.2 w, +-0.2 h`` of the raw
-  box, fixed for the whole run); the per-sample form is the one later mmpose releases adopted.  Off by default.
+  ``TopDownRandomShiftBboxCenter``: per sample, ``center += u * factor * scale`` with ``u ~ U(-1, 1)`` per axis
+  and ``scale`` the padded box in pixels (mmpose configs: factor 0.16, prob 0.3).  ViTPose's own code applies a
+  jitter of the same size once per instance, when the annotation file is loaded (``_xywh2cs``: prob 0.3,
+  ``+-0.2 w, +-0.2 h`` of the raw box, fixed for the whole run); later mmpose releases draw it per sample, as
+  here.  Off by default (``full_mix`` turns it on).
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ class TopDownTransform:
             raise ValueError(f"TopDownTransform: scale_factor must be in [0, 1), got {scale_factor!r}")
         if not 0.0 <= center_shift_factor <= 1.0:
             raise ValueError(
-                f"TopDownTransform: center_shift_factor must be in [0, 1] (fraction of the box), got {center_shift_factor!r}"
+                "TopDownTransform: center_shift_factor must be in [0, 1] (fraction of the box), "
+                f"got {center_shift_factor!r}"
             )
         if rot_factor < 0 or padding <= 0:
             raise ValueError(
