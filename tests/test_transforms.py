@@ -498,3 +498,9 @@ def test_center_shift_is_on_in_full_mix_only():
     for data in ("synthetic", "synthetic_small", "synthetic_ablation"):
         other = compose("train", [f"data={data}"]).data.get("augmentation") or {}
         assert float(other.get("center_shift_prob", 0.0)) == 0.0, data
+
+
+def test_mapping_skeleton_without_lower_group_gets_the_complement():
+    t = TopDownTransform(INPUT, {"flip_indices": FLIP, "upper_body": (0, 1, 2)}, train=False)
+    assert t.lower_body == tuple(range(3, 12))
+    assert TopDownTransform(INPUT, {"flip_indices": FLIP}, train=False).lower_body == ()

@@ -77,7 +77,11 @@ def _skeleton_fields(skeleton: Any) -> tuple[np.ndarray, tuple[int, ...], tuple[
             f"TopDownTransform: skeleton flip_indices must be an involutive permutation, got {flip}"
         )
     upper = tuple(int(i) for i in (get("upper_body", ()) or ()))
-    lower = tuple(int(i) for i in (get("lower_body", ()) or ()))
+    lower_raw = get("lower_body")
+    if lower_raw is None:  # mmpose: the lower group is every joint not in the upper group
+        lower = tuple(i for i in range(k) if i not in upper) if upper else ()
+    else:
+        lower = tuple(int(i) for i in lower_raw)
     for name, group in (("upper_body", upper), ("lower_body", lower)):
         if any(i < 0 or i >= k for i in group):
             raise ValueError(f"TopDownTransform: skeleton {name} has indices outside [0, {k}): {group}")
