@@ -504,3 +504,15 @@ def test_mapping_skeleton_without_lower_group_gets_the_complement():
     t = TopDownTransform(INPUT, {"flip_indices": FLIP, "upper_body": (0, 1, 2)}, train=False)
     assert t.lower_body == tuple(range(3, 12))
     assert TopDownTransform(INPUT, {"flip_indices": FLIP}, train=False).lower_body == ()
+
+
+def test_center_shift_leaves_annotated_centres_alone():
+    """MPII-style instances (centre/scale from the annotation) are not jittered, as in ViTPose/mmpose."""
+    k = _body_keypoints(np.random.default_rng(4))
+    t = TopDownTransform(INPUT, SKELETON, train=True, center_shift_prob=1.0, **STILL)
+    inst = _instance(k, BOX)
+    inst.center, inst.scale = np.array([320.0, 240.0]), np.array([240.0, 320.0])
+    for seed in range(5):
+        np.testing.assert_allclose(
+            t(np.zeros((480, 640, 3), np.uint8), inst, np.random.default_rng(seed))["center"], [320.0, 240.0]
+        )

@@ -18,7 +18,8 @@ Follows the ViTPose / mmpose 0.x training pipeline (``TopDownRandomShiftBboxCent
   and ``scale`` the padded box in pixels (mmpose configs: factor 0.16, prob 0.3).  ViTPose's own code applies a
   jitter of the same size once per instance, when the annotation file is loaded (``_xywh2cs``: prob 0.3,
   ``+-0.2 w, +-0.2 h`` of the raw box, fixed for the whole run); later mmpose releases draw it per sample, as
-  here.  Off by default (``full_mix`` turns it on).
+  here.  It moves box-derived centres only: an instance with its own centre/scale (MPII) keeps it, as in
+  ViTPose and mmpose.  Off by default (``full_mix`` turns it on).
 """
 
 from __future__ import annotations
@@ -294,8 +295,10 @@ class TopDownTransform:
         flipped = False
 
         if self.train:
-            # the draw is skipped when off, so samples without the shift stay bit-identical to older runs
-            if self.center_shift_prob > 0 and rng.random() < self.center_shift_prob:
+            # only box-derived centres move (MPII's annotated centre/scale is used as given, as in mmpose); the
+            # draw is skipped when off, so samples without the shift stay bit-identical to older runs
+            from_box = getattr(instance, "center", None) is None or getattr(instance, "scale", None) is None
+            if self.center_shift_prob > 0 and from_box and rng.random() < self.center_shift_prob:
                 center = center + rng.uniform(-1.0, 1.0, 2) * self.center_shift_factor * scale
             if rng.random() < self.flip_prob:
                 flipped = True
