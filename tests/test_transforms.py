@@ -516,3 +516,30 @@ def test_center_shift_leaves_annotated_centres_alone():
         np.testing.assert_allclose(
             t(np.zeros((480, 640, 3), np.uint8), inst, np.random.default_rng(seed))["center"], [320.0, 240.0]
         )
+
+
+def test_supervised_share_script_counts(tiny_world):
+    """scripts/supervised_share.py: keeping edge labels never lowers the supervised share, and it raises it."""
+    import importlib.util
+
+    from conftest import REPO
+
+    from multipose.data.config import parse_entry
+    from multipose.data.datamodule import filter_train_instances, read_split
+    from multipose.data.synthetic import WorldConfig, world_datasets
+    from multipose.skeletons import get_skeleton
+
+    spec_file = importlib.util.spec_from_file_location(
+        "supervised_share", REPO / "scripts" / "supervised_share.py"
+    )
+    mod = importlib.util.module_from_spec(spec_file)
+    spec_file.loader.exec_module(mod)
+    spec = next(d for d in world_datasets("tiny") if d.name == "syn_coco")
+    entry = parse_entry(spec.name, spec.as_config(), str(tiny_world))
+    skel = get_skeleton(entry.skeleton)
+    instances = filter_train_instances(read_split(entry, "train", skel), spec.name, entry.train.ann_file)
+    sizes = [tuple(WorldConfig.preset("tiny").image_size)] * len(instances)
+    c = mod.supervised_share(entry, skel, instances, sizes, (256, 192), (64, 48), samples=60)
+    assert c["labelled"] > 0
+    assert c["before"] <= c["window"] <= c["mmpose"] <= c["labelled"]
+    assert c["mmpose"] > c["before"]
