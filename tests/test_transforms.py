@@ -523,7 +523,6 @@ def test_supervised_share_script_counts(tiny_world):
     import importlib.util
 
     from conftest import REPO
-
     from multipose.data.config import parse_entry
     from multipose.data.datamodule import filter_train_instances, read_split
     from multipose.data.synthetic import WorldConfig, world_datasets
