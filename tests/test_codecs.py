@@ -200,3 +200,45 @@ def test_decode_accepts_torch_and_checks_shape():
         codec.decode(hm[..., :32, :24])
     with pytest.raises(ValueError, match=r"\[B, K, h, w\]"):
         codec.decode(hm[0])
+
+
+def _mmpose_weight(x, y, v, stride, size_wh, sigma):
+    """mmpose 0.x _msra_generate_target / _udp_generate_target weight rule, re-derived from its definition."""
+    tmp = sigma * 3
+    mu_x, mu_y = int(x / stride[0] + 0.5), int(y / stride[1] + 0.5)
+    ul = [int(mu_x - tmp), int(mu_y - tmp)]
+    br = [int(mu_x + tmp + 1), int(mu_y + tmp + 1)]
+    if ul[0] >= size_wh[0] or ul[1] >= size_wh[1] or br[0] < 0 or br[1] < 0:
+        return 0.0
+    return float(v > 0)
+
+
+@pytest.mark.parametrize("name", ["udp", "msra"])
+@pytest.mark.parametrize("sigma", [2.0, 3.0, 1.5])
+def test_edge_weights_match_mmpose_rule(name, sigma):
+    """Sweep positions across all four borders (sub-pixel steps) and compare with mmpose's per-joint loop."""
+    codec = build_codec(name, INPUT, HEATMAP, sigma=sigma)
+    (hh, hw), stride = HEATMAP, codec.stride
+    xs = np.arange(-14.0, hw + 14.0, 0.37) * stride[0]
+    ys = np.arange(-14.0, hh + 14.0, 0.41) * stride[1]
+    pts = [(x, 100.0) for x in xs] + [(100.0, y) for y in ys]
+    kpts = np.array([[x, y, 2.0] for x, y in pts], np.float32)
+    _, w = codec.encode(kpts)
+    expected = [_mmpose_weight(float(x), float(y), 2, stride, (hw, hh), sigma) for x, y in kpts[:, :2]]
+    np.testing.assert_array_equal(w, expected)
+    assert 0 < w.mean() < 1
+
+
+@pytest.mark.parametrize("name", ["udp", "msra"])
+def test_window_edge_rule_drops_the_empty_ring(name):
+    """mmpose keeps weight 1 one pixel past the window (br == 0, all-zero target); 'window' gives it weight 0."""
+    sx = build_codec(name, INPUT, HEATMAP).stride[0]
+    # mu = int(x / stride + 0.5) truncates toward 0: x = -8 stride -> mu = -7 (br = 0); -7 stride -> mu = -6
+    kpts = np.array([[-8 * sx, 100.0, 2], [-7 * sx, 100.0, 2]], np.float32)
+    hm, w = build_codec(name, INPUT, HEATMAP).encode(kpts)
+    np.testing.assert_array_equal(w, [1, 1])
+    assert hm[0].max() == 0 and hm[1].max() > 0
+    _, w_window = build_codec(name, INPUT, HEATMAP, edge_rule="window").encode(kpts)
+    np.testing.assert_array_equal(w_window, [0, 1])
+    with pytest.raises(ValueError, match="edge_rule"):
+        build_codec(name, INPUT, HEATMAP, edge_rule="strict")

@@ -178,7 +178,8 @@ def test_val_transform_centres_the_box(use_udp):
     assert np.array_equal(out["image"], out2["image"])
 
 
-def test_keypoints_outside_crop_get_zero_visibility():
+def test_keypoints_outside_crop_keep_their_label():
+    """mmpose's TopDownAffine keeps v for keypoints outside the crop; the codec decides the weight."""
     t = TopDownTransform(INPUT, SKELETON, train=False)
     k = np.zeros((12, 3), np.float32)
     k[0] = [320, 240, 2]
@@ -187,8 +188,8 @@ def test_keypoints_outside_crop_get_zero_visibility():
     k[3] = [300, 200, 0]  # unlabelled
     k[4] = [200, 240, 1]  # outside the raw box but inside the padded crop
     out = t(np.zeros((480, 640, 3), np.uint8), _instance(k, (220, 90, 200, 300)))["keypoints"]
-    np.testing.assert_array_equal(out[:5, 2], [2, 0, 0, 0, 1])
-    assert out[1, 0] < 0 and out[2, 1] > 255  # coordinates are kept for the record
+    np.testing.assert_array_equal(out[:5, 2], [2, 2, 1, 0, 1])  # before: [2, 0, 0, 0, 1]
+    assert out[1, 0] < 0 and out[2, 1] > 255  # coordinates are kept
     np.testing.assert_array_equal(out[3], [0, 0, 0])
 
 
@@ -249,7 +250,9 @@ def test_random_augmentations_keep_keypoints_on_their_pixels():
         src = np.asarray(FLIP) if out["flipped"] else np.arange(12)
         seen_flip += out["flipped"]
         seen_rot += out["rotation"] != 0
-        for j in np.flatnonzero(out["keypoints"][:, 2] > 0):
+        kx, ky = out["keypoints"][:, 0], out["keypoints"][:, 1]
+        on_crop = (kx >= 0) & (kx <= INPUT[1] - 1) & (ky >= 0) & (ky <= INPUT[0] - 1)
+        for j in np.flatnonzero((out["keypoints"][:, 2] > 0) & on_crop):
             x, y = np.round(out["keypoints"][j, :2]).astype(int)
             assert abs(crop[y, x, 0] - colours[src[j], 0]) < 4, (seed, j)
     assert seen_flip > 0 and seen_rot > 0
@@ -352,3 +355,190 @@ def test_clear_errors():
         TopDownTransform(INPUT, SKELETON, photometric={"jpeg": {"p": 1}})
     with pytest.raises(ValueError, match="flip_indices"):
         TopDownTransform(INPUT, {"flip_indices": (1, 2, 0)})
+
+
+# ------------------------------------------------------------------------------ mmpose-fidelity details
+
+
+def test_edge_keypoints_are_supervised_through_the_codec():
+    """A keypoint a few pixels outside the crop keeps v and gets weight 1 with the Gaussian's tail on the map."""
+    from multipose.data.codecs import build_codec
+
+    t = TopDownTransform(INPUT, SKELETON, train=False, use_udp=True)
+    codec = build_codec("udp", INPUT, (64, 48))
+    k = np.zeros((12, 3), np.float32)
+    k[:, :2] = [320, 240]
+    k[:, 2] = 2
+    c, s = box_to_center_scale(np.asarray(BOX), INPUT[1] / INPUT[0])
+    x_left = c[0] - s[0] / 2  # image x of crop column 0
+    k[1, 0] = x_left - 2.0 * 4 * s[0] / (INPUT[1] - 1)  # ~2 heatmap px left of the crop
+    k[2, 0] = x_left - 12.0 * 4 * s[0] / (INPUT[1] - 1)  # ~12 heatmap px left: window off the map
+    out = t(np.zeros((480, 640, 3), np.uint8), _instance(k, BOX))
+    assert out["keypoints"][1, 0] < 0 and out["keypoints"][1, 2] == 2
+    hm, w = codec.encode(out["keypoints"])
+    np.testing.assert_array_equal(w[:3], [1, 1, 0])  # before this fix: [1, 0, 0]
+    assert 0 < hm[1].max() < 1 and hm[1][:, 0].max() == hm[1].max()  # only the tail, at the left border
+
+
+class _FixedNormal:
+    """Stand-in generator: ``standard_normal`` returns a fixed value (drives the upper/lower choice)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def standard_normal(self):
+        return self.value
+
+
+def test_half_body_lower_group_is_every_non_upper_joint():
+    """COCO-WholeBody: with only face points below the shoulders, mmpose's lower group is the face (not empty)."""
+    from multipose.skeletons import get_skeleton
+
+    wb = get_skeleton("coco_wholebody")
+    t = TopDownTransform(INPUT, wb, train=True, photometric=False)
+    k = np.zeros((133, 3), np.float32)
+    k[[5, 6, 0], :2] = [[300, 150], [340, 150], [320, 100]]  # 3 upper-body points
+    k[23:40, 0] = np.linspace(300, 340, 17)  # face contour
+    k[23:40, 1] = 120
+    k[[5, 6, 0], 2] = 2
+    k[23:40, 2] = 2
+    centre, _ = t._half_body(k, _FixedNormal(1.0))  # randn >= 0.5: the lower group when it has > 2 points
+    np.testing.assert_allclose(centre, k[23:40, :2].mean(axis=0))  # before: the upper group's mean
+    centre_up, _ = t._half_body(k, _FixedNormal(0.0))
+    np.testing.assert_allclose(centre_up, k[[0, 5, 6], :2].mean(axis=0))
+
+
+def test_center_shift_known_answer_and_off_by_default():
+    """mmpose TopDownRandomShiftBboxCenter: center += U(-1, 1, 2) * factor * scale (padded box, pixels)."""
+    rng_k = np.random.default_rng(3)
+    k = _body_keypoints(rng_k)
+    img = np.zeros((480, 640, 3), np.uint8)
+    c0, s0 = box_to_center_scale(np.asarray(BOX), INPUT[1] / INPUT[0])
+    t = TopDownTransform(
+        INPUT, SKELETON, train=True, center_shift_prob=1.0, center_shift_factor=0.16, **STILL
+    )
+    shifts = []
+    for seed in range(40):
+        out = t(img, _instance(k, BOX), np.random.default_rng(seed))
+        ref = np.random.default_rng(seed)
+        assert ref.random() < 1.0
+        expected = c0 + ref.uniform(-1.0, 1.0, 2) * 0.16 * s0
+        np.testing.assert_allclose(out["center"], expected, rtol=0, atol=1e-3)
+        shifts.append((out["center"] - c0) / s0)
+    shifts = np.asarray(shifts)
+    assert np.abs(shifts).max() <= 0.16 + 1e-6 and shifts.min() < -0.08 and shifts.max() > 0.08
+    # probability 0.3: about 30% of the samples move; probability 0 draws nothing (old samples unchanged)
+    t3 = TopDownTransform(INPUT, SKELETON, train=True, center_shift_prob=0.3, **STILL)
+    moved = [
+        not np.allclose(t3(img, _instance(k, BOX), np.random.default_rng(s))["center"], c0)
+        for s in range(200)
+    ]
+    assert 0.2 < np.mean(moved) < 0.4
+    t0 = TopDownTransform(INPUT, SKELETON, train=True, photometric=False)
+    t_off = TopDownTransform(INPUT, SKELETON, train=True, photometric=False, center_shift_prob=0.0)
+    a = t0(img, _instance(k, BOX), np.random.default_rng(11))
+    b = t_off(img, _instance(k, BOX), np.random.default_rng(11))
+    np.testing.assert_array_equal(a["keypoints"], b["keypoints"])
+    with pytest.raises(ValueError, match="center_shift_prob"):
+        TopDownTransform(INPUT, SKELETON, center_shift_prob=1.5)
+    with pytest.raises(ValueError, match="center_shift_factor"):
+        TopDownTransform(INPUT, SKELETON, center_shift_factor=-0.1)
+
+
+def _mmpose_sanitize(x, y, w, h, width, height):
+    """mmpose 0.x TopDownCocoDataset._load_coco_keypoint_annotation_kernel, re-derived: valid + clean_bbox."""
+    x1, y1 = max(0, x), max(0, y)
+    x2, y2 = min(width - 1, x1 + max(0, w - 1)), min(height - 1, y1 + max(0, h - 1))
+    return (x2 > x1 and y2 > y1), [x1, y1, x2 - x1, y2 - y1]
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (10.0, 20.0, 100.0, 200.0),  # inside: loses one pixel, centre -0.5 px
+        (-50.0, 30.0, 100.0, 50.0),  # starts left of the image: shifted right, width kept
+        (600.0, 0.0, 100.0, 100.0),  # runs off the right edge: x2 = W - 1
+        (700.0, 10.0, 10.0, 10.0),  # entirely outside: invalid
+        (5.5, 7.25, 0.5, 30.0),  # narrower than a pixel: invalid
+    ],
+)
+def test_sanitize_box_matches_mmpose(box):
+    from multipose.data.formats._common import box_is_valid, clip_box
+    from multipose.data.geometry import sanitize_box
+
+    valid, clean = _mmpose_sanitize(*box, 640, 480)
+    got = sanitize_box(box, 640, 480)
+    np.testing.assert_allclose(got, clean)
+    assert box_is_valid(got) == valid
+    assert clip_box(box, 640, 480) == got  # what the COCO-style readers use
+
+
+def test_sanitized_box_centre_and_scale():
+    """Known answer: [10, 20, 100, 200] -> clean [10, 20, 99, 199] -> centre (59.5, 119.5), mmpose _xywh2cs."""
+    from multipose.data.geometry import sanitize_box
+
+    clean = sanitize_box((10.0, 20.0, 100.0, 200.0), 640, 480)
+    assert clean == (10.0, 20.0, 99.0, 199.0)
+    c, s = box_to_center_scale(np.asarray(clean), 192 / 256, padding=1.25)
+    np.testing.assert_allclose(c, [59.5, 119.5])  # the old clip gave (60, 120)
+    np.testing.assert_allclose(s, [199 * 0.75 * 1.25, 199 * 1.25], rtol=1e-6)
+    assert sanitize_box((10.0, 20.0, 100.0, 200.0), 640, 480, convention="clip") == (10.0, 20.0, 100.0, 200.0)
+    with pytest.raises(ValueError, match="convention"):
+        sanitize_box((0, 0, 1, 1), 10, 10, convention="xyxy")
+
+
+def test_center_shift_is_on_in_full_mix_only():
+    from conftest import compose
+    from multipose.data.datamodule import AUGMENTATION_KEYS
+
+    cfg = compose("train", ["+experiment=full_mix"])
+    aug = dict(cfg.data.augmentation)
+    assert aug == {"center_shift_prob": 0.3, "center_shift_factor": 0.16}
+    assert set(aug) <= AUGMENTATION_KEYS
+    for data in ("synthetic", "synthetic_small", "synthetic_ablation"):
+        other = compose("train", [f"data={data}"]).data.get("augmentation") or {}
+        assert float(other.get("center_shift_prob", 0.0)) == 0.0, data
+
+
+def test_mapping_skeleton_without_lower_group_gets_the_complement():
+    t = TopDownTransform(INPUT, {"flip_indices": FLIP, "upper_body": (0, 1, 2)}, train=False)
+    assert t.lower_body == tuple(range(3, 12))
+    assert TopDownTransform(INPUT, {"flip_indices": FLIP}, train=False).lower_body == ()
+
+
+def test_center_shift_leaves_annotated_centres_alone():
+    """MPII-style instances (centre/scale from the annotation) are not jittered, as in ViTPose/mmpose."""
+    k = _body_keypoints(np.random.default_rng(4))
+    t = TopDownTransform(INPUT, SKELETON, train=True, center_shift_prob=1.0, **STILL)
+    inst = _instance(k, BOX)
+    inst.center, inst.scale = np.array([320.0, 240.0]), np.array([240.0, 320.0])
+    for seed in range(5):
+        np.testing.assert_allclose(
+            t(np.zeros((480, 640, 3), np.uint8), inst, np.random.default_rng(seed))["center"], [320.0, 240.0]
+        )
+
+
+def test_supervised_share_script_counts(tiny_world):
+    """scripts/supervised_share.py: keeping edge labels never lowers the supervised share, and it raises it."""
+    import importlib.util
+
+    from conftest import REPO
+    from multipose.data.config import parse_entry
+    from multipose.data.datamodule import filter_train_instances, read_split
+    from multipose.data.synthetic import WorldConfig, world_datasets
+    from multipose.skeletons import get_skeleton
+
+    spec_file = importlib.util.spec_from_file_location(
+        "supervised_share", REPO / "scripts" / "supervised_share.py"
+    )
+    mod = importlib.util.module_from_spec(spec_file)
+    spec_file.loader.exec_module(mod)
+    spec = next(d for d in world_datasets("tiny") if d.name == "syn_coco")
+    entry = parse_entry(spec.name, spec.as_config(), str(tiny_world))
+    skel = get_skeleton(entry.skeleton)
+    instances = filter_train_instances(read_split(entry, "train", skel), spec.name, entry.train.ann_file)
+    sizes = [tuple(WorldConfig.preset("tiny").image_size)] * len(instances)
+    c = mod.supervised_share(entry, skel, instances, sizes, (256, 192), (64, 48), samples=60)
+    assert c["labelled"] > 0
+    assert c["before"] <= c["window"] <= c["mmpose"] <= c["labelled"]
+    assert c["mmpose"] > c["before"]

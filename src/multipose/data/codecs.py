@@ -12,6 +12,14 @@ Two codecs with one interface (mmpose 0.x / ViTPose semantics):
 Shapes: ``input_size`` and ``heatmap_size`` are ``(H, W)``; keypoints are ``[K, 3]`` ``(x, y, v)`` in
 input-crop pixels; heatmaps are ``[K, h, w]`` (encode) and ``[B, K, h, w]`` (decode, flip_back).
 
+Target weights follow mmpose: a labelled keypoint (``v > 0``) keeps weight 1 until its Gaussian window leaves
+the heatmap, so keypoints just outside the crop still teach.  ``edge_rule="mmpose"`` (default) is mmpose 0.x's
+test in both ``_msra_generate_target`` and ``_udp_generate_target`` (window ``[ul, br)`` with
+``ul = int(mu - 3 sigma)``, ``br = int(mu + 3 sigma + 1)``, ``mu = int(x / stride + 0.5)``; weight 0 iff
+``ul >= size`` or ``br < 0`` on either axis).  Its ``br < 0`` keeps weight 1 for a keypoint whose window ends one
+pixel before the map (target all zero there); ``edge_rule="window"`` gives weight 0 as soon as no window pixel
+lies on the heatmap.  The two codecs differ only through their stride and Gaussian centre.
+
 Decoding returns coordinates in input-crop pixels (``heatmap px * stride``); use
 :func:`multipose.data.geometry.crop_to_image` to go on to image pixels.  A keypoint whose heatmap maximum is
 ``<= 0`` gets score 0 and heatmap coordinate ``(-1, -1)`` (``-stride`` in input pixels), as in mmpose.
@@ -62,12 +70,22 @@ class HeatmapCodec:
 
     name = "base"
     shift_flip_heatmap = False
+    EDGE_RULES = ("mmpose", "window")
 
-    def __init__(self, input_size: Sequence[int], heatmap_size: Sequence[int], sigma: float = 2.0) -> None:
+    def __init__(
+        self,
+        input_size: Sequence[int],
+        heatmap_size: Sequence[int],
+        sigma: float = 2.0,
+        edge_rule: str = "mmpose",
+    ) -> None:
         self.input_size = _pair(input_size, "input_size")
         self.heatmap_size = _pair(heatmap_size, "heatmap_size")
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0 (heatmap pixels), got {sigma!r}")
+        if edge_rule not in self.EDGE_RULES:
+            raise ValueError(f"edge_rule must be one of {self.EDGE_RULES}, got {edge_rule!r}")
+        self.edge_rule = edge_rule
         self.sigma = float(sigma)
         self.radius = 3.0 * self.sigma  # half-size of the Gaussian window (mmpose tmp_size)
         self.stride = self._stride()  # np.ndarray [2] (x, y): input px per heatmap px
@@ -92,8 +110,8 @@ class HeatmapCodec:
     def encode(self, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``keypoints [K, 3]`` (x, y, v) in input px -> ``(heatmaps [K, h, w] float32, weights [K] float32)``.
 
-        ``weight = (v > 0)``, set to 0 when the ``3 sigma`` window lies entirely outside the heatmap; heatmaps of
-        zero-weight keypoints are all zero.
+        ``weight = (v > 0)``, set to 0 when the ``3 sigma`` window leaves the heatmap (``edge_rule``, module
+        doc); heatmaps of zero-weight keypoints are all zero.
         """
         kpts = np.asarray(keypoints, dtype=np.float64)
         if kpts.ndim != 2 or kpts.shape[1] < 3:
@@ -109,8 +127,12 @@ class HeatmapCodec:
         mu = xy / self.stride  # sub-pixel heatmap location
         mu_int = np.trunc(mu + 0.5)  # mmpose: int(mu + 0.5)
         r = self.radius
-        inside = (mu_int[:, 0] - r <= w - 1) & (mu_int[:, 0] + r >= 0)
-        inside &= (mu_int[:, 1] - r <= h - 1) & (mu_int[:, 1] + r >= 0)
+        size = np.array([w, h], dtype=np.float64)
+        if self.edge_rule == "mmpose":
+            ul, br = np.trunc(mu_int - r), np.trunc(mu_int + r + 1.0)
+            inside = np.all((ul < size) & (br >= 0), axis=1)
+        else:  # some pixel of the drawn window |x - mu_int| <= r is on the map
+            inside = np.all((mu_int - r <= size - 1) & (mu_int + r >= 0), axis=1)
         weights = (labelled & inside).astype(np.float32)
 
         centre = self._centres(mu_int, mu)  # [K, 2] Gaussian centre in heatmap px
@@ -181,11 +203,13 @@ class UDPHeatmap(HeatmapCodec):
     name = "udp"
     shift_flip_heatmap = False
 
-    def __init__(self, input_size, heatmap_size, sigma: float = 2.0, blur_kernel: int = 11) -> None:
+    def __init__(
+        self, input_size, heatmap_size, sigma: float = 2.0, blur_kernel: int = 11, edge_rule: str = "mmpose"
+    ) -> None:
         if blur_kernel < 1 or blur_kernel % 2 == 0:
             raise ValueError(f"blur_kernel must be a positive odd integer, got {blur_kernel!r}")
         self.blur_kernel = int(blur_kernel)
-        super().__init__(input_size, heatmap_size, sigma)
+        super().__init__(input_size, heatmap_size, sigma, edge_rule)
 
     def _stride(self) -> np.ndarray:
         (ih, iw), (hh, hw) = self.input_size, self.heatmap_size
@@ -251,13 +275,19 @@ class MSRAHeatmap(HeatmapCodec):
     shift_flip_heatmap = True
 
     def __init__(
-        self, input_size, heatmap_size, sigma: float = 2.0, use_dark: bool = False, blur_kernel: int = 11
+        self,
+        input_size,
+        heatmap_size,
+        sigma: float = 2.0,
+        use_dark: bool = False,
+        blur_kernel: int = 11,
+        edge_rule: str = "mmpose",
     ) -> None:
         if blur_kernel < 1 or blur_kernel % 2 == 0:
             raise ValueError(f"blur_kernel must be a positive odd integer, got {blur_kernel!r}")
         self.use_dark = bool(use_dark)
         self.blur_kernel = int(blur_kernel)
-        super().__init__(input_size, heatmap_size, sigma)
+        super().__init__(input_size, heatmap_size, sigma, edge_rule)
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", use_dark={self.use_dark})"

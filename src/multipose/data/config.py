@@ -237,11 +237,16 @@ def parse_dataset_entries(
     root: str | os.PathLike | None,
     mode: str = "fixed",
     batch_size: int | None = None,
+    skeleton_dirs: Any = None,
 ) -> dict[str, DatasetEntry]:
     """Validate a whole mix: every entry, the mixing mode, and (fixed mode) ``sum(batch_count) == batch_size``.
 
+    ``skeleton_dirs`` (``data.skeleton_dirs``): folders of user skeleton YAMLs, registered first.
     Returns the entries in mix order (the order of ``datasets``), which is also the dataset index order.
     """
+    from multipose.skeletons.registry import register_skeleton_dirs_option
+
+    register_skeleton_dirs_option(to_plain(skeleton_dirs), DataConfigError)
     datasets = to_plain(datasets)
     if not isinstance(datasets, Mapping) or not datasets:
         raise DataConfigError("data.datasets must be a non-empty mapping of dataset name -> entry")

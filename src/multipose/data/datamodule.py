@@ -160,6 +160,7 @@ class ShardSampler(DistributedSampler):
 
 AUGMENTATION_KEYS = {
     "flip_prob", "half_body_prob", "num_joints_half_body", "scale_factor", "rot_factor", "rot_prob", "padding",
+    "center_shift_prob", "center_shift_factor",
 }
 
 
@@ -184,6 +185,8 @@ class MultiPoseDataModule(L.LightningDataModule):
         augmentation: geometric augmentation of ``TopDownTransform`` (``flip_prob``, ``half_body_prob``,
             ``num_joints_half_body``, ``scale_factor``, ``rot_factor``, ``rot_prob``, ``padding``); defaults are
             ViTPose's. ``half_body_prob`` applies only to datasets whose entry has ``half_body: true``.
+            ``center_shift_prob`` / ``center_shift_factor``: random box-centre shift (off unless set).
+        skeleton_dirs: folders of user skeleton YAMLs, registered before the entries are validated.
     """
 
     def __init__(
@@ -204,6 +207,7 @@ class MultiPoseDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         photometric: bool | Mapping[str, Any] = True,
         augmentation: Mapping[str, Any] | None = None,
+        skeleton_dirs: Sequence[str] | None = None,
     ):
         super().__init__()
         from multipose.data.codecs import build_codec
@@ -217,7 +221,7 @@ class MultiPoseDataModule(L.LightningDataModule):
         self.mode = mode
         self.batch_size = int(batch_size)
         self.entries: dict[str, DatasetEntry] = parse_dataset_entries(
-            datasets, self.root, mode, self.batch_size
+            datasets, self.root, mode, self.batch_size, skeleton_dirs=skeleton_dirs
         )
         self.synthetic = to_plain(synthetic)
         if self.synthetic is not None and not isinstance(self.synthetic, Mapping):

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "sanitize_box",
     "box_to_center_scale",
     "get_warp_matrix",
     "warp_points",
@@ -46,6 +47,37 @@ def _size_hw(size: Sequence[int] | np.ndarray, name: str = "input_size") -> tupl
     if len(vals) != 2 or min(vals) < 2:
         raise ValueError(f"{name} must be (H, W) with both >= 2, got {size!r}")
     return vals[0], vals[1]
+
+
+BOX_CONVENTIONS = ("mmpose", "clip")
+
+
+def sanitize_box(
+    box: Sequence[float], width: float, height: float, convention: str = "mmpose"
+) -> tuple[float, float, float, float]:
+    """Ground-truth ``xywh`` box -> the box the crop is built from, given the image size ``W x H``.
+
+    * ``mmpose`` (default): mmpose 0.x's COCO-style loaders (``x1 = max(0, x)``,
+      ``x2 = min(W - 1, x1 + max(0, w - 1))``, same for y, box ``[x1, y1, x2 - x1, y2 - y1]``). The box is read
+      as inclusive pixel indices, so a box inside the image loses one pixel of width and height and its centre
+      moves by ``-0.5`` px (``x + (w - 1) / 2``); a box starting left of the image keeps its width and is shifted
+      right, not cut. This is what ViTPose's ground-truth-box crops and numbers are made with.
+    * ``clip``: geometric clipping of the corners ``x``, ``x + w`` to ``[0, W - 1]`` (earlier multipose
+      behaviour; centre ``x + w / 2`` for a box inside the image).
+
+    The caller keeps the box only if both sides are > 0 (mmpose: ``x2 > x1 and y2 > y1``).
+    """
+    x, y, w, h = (float(v) for v in box)
+    if convention == "mmpose":
+        x1, y1 = max(0.0, x), max(0.0, y)
+        x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
+        y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
+    elif convention == "clip":
+        x1, y1 = min(max(x, 0.0), width - 1.0), min(max(y, 0.0), height - 1.0)
+        x2, y2 = min(max(x + w, 0.0), width - 1.0), min(max(y + h, 0.0), height - 1.0)
+    else:
+        raise ValueError(f"sanitize_box: convention must be one of {BOX_CONVENTIONS}, got {convention!r}")
+    return x1, y1, x2 - x1, y2 - y1
 
 
 def box_to_center_scale(

@@ -1,8 +1,8 @@
 """Top-down sample pipeline: image + one instance -> normalised input crop + keypoints in crop pixels.
 
-Follows the ViTPose / mmpose 0.x training pipeline (``TopDownRandomFlip`` -> ``TopDownHalfBodyTransform`` ->
-``TopDownGetRandomScaleRotation`` -> ``TopDownAffine`` -> ``ToTensor`` + ``NormalizeTensor``) with these
-implementation choices:
+Follows the ViTPose / mmpose 0.x training pipeline (``TopDownRandomShiftBboxCenter`` (optional) ->
+``TopDownRandomFlip`` -> ``TopDownHalfBodyTransform`` -> ``TopDownGetRandomScaleRotation`` -> ``TopDownAffine``
+-> ``ToTensor`` + ``NormalizeTensor``) with these implementation choices:
 
 * every random draw comes from the ``numpy.random.Generator`` passed to the call (albumentations is reseeded
   from it), so the same seed gives a bit-identical sample;
@@ -10,10 +10,16 @@ implementation choices:
   (``cv2.warpAffine``, ``INTER_LINEAR``, constant black border);
 * photometric augmentation (albumentations) runs on the crop after the warp, which is cheaper than on the
   full image.  ViTPose itself uses none: pass ``photometric=False`` to reproduce it exactly;
-* labelled keypoints that land outside the crop (``x`` outside ``[0, W-1]`` or ``y`` outside ``[0, H-1]``)
-  get ``v = 0``; unlabelled keypoints (``v = 0`` in the annotation) get coordinates ``(0, 0)``.
-
-The one-time training centre jitter of mmpose's ``_xywh2cs`` is not applied.
+* labelled keypoints keep their label wherever they land, also outside the crop (as mmpose's
+  ``TopDownAffine``); the codec decides the target weight from the Gaussian window (an edge keypoint still
+  teaches while its window overlaps the heatmap).  Unlabelled keypoints (``v = 0``) get coordinates ``(0, 0)``;
+* the random box-centre shift (``center_shift_prob``, ``center_shift_factor``) is mmpose's
+  ``TopDownRandomShiftBboxCenter``: per sample, ``center += u * factor * scale`` with ``u ~ U(-1, 1)`` per axis
+  and ``scale`` the padded box in pixels (mmpose configs: factor 0.16, prob 0.3).  ViTPose's own code applies a
+  jitter of the same size once per instance, when the annotation file is loaded (``_xywh2cs``: prob 0.3,
+  ``+-0.2 w, +-0.2 h`` of the raw box, fixed for the whole run); later mmpose releases draw it per sample, as
+  here.  It moves box-derived centres only: an instance with its own centre/scale (MPII) keeps it, as in
+  ViTPose and mmpose.  Off by default (``full_mix`` turns it on).
 """
 
 from __future__ import annotations
@@ -72,7 +78,11 @@ def _skeleton_fields(skeleton: Any) -> tuple[np.ndarray, tuple[int, ...], tuple[
             f"TopDownTransform: skeleton flip_indices must be an involutive permutation, got {flip}"
         )
     upper = tuple(int(i) for i in (get("upper_body", ()) or ()))
-    lower = tuple(int(i) for i in (get("lower_body", ()) or ()))
+    lower_raw = get("lower_body")
+    if lower_raw is None:  # mmpose: the lower group is every joint not in the upper group
+        lower = tuple(i for i in range(k) if i not in upper) if upper else ()
+    else:
+        lower = tuple(int(i) for i in lower_raw)
     for name, group in (("upper_body", upper), ("lower_body", lower)):
         if any(i < 0 or i >= k for i in group):
             raise ValueError(f"TopDownTransform: skeleton {name} has indices outside [0, {k}): {group}")
@@ -138,6 +148,8 @@ class TopDownTransform:
         padding: box padding when the instance has no centre/scale of its own.
         photometric: ``True`` (``DEFAULT_PHOTOMETRIC``), ``False``, or a dict of per-op overrides
             (ops ``color_jitter``, ``brightness_contrast``, ``blur``, ``noise``; albumentations kwargs).
+        center_shift_prob: probability of the random box-centre shift (0: off, the default; ViTPose 0.3).
+        center_shift_factor: its range as a fraction of the padded box size (mmpose 0.16).
 
     Call: ``transform(image_uint8_rgb [H, W, 3], instance, rng) -> dict`` with ``image`` float32 ``[3, H, W]``,
     ``keypoints`` float32 ``[K, 3]`` in input-crop pixels, ``center`` / ``scale`` float32 ``[2]`` (image pixels,
@@ -159,6 +171,8 @@ class TopDownTransform:
         rot_prob: float = 0.6,
         padding: float = 1.25,
         photometric: bool | Mapping[str, Any] = True,
+        center_shift_prob: float = 0.0,
+        center_shift_factor: float = 0.16,
     ) -> None:
         size = [int(v) for v in np.asarray(input_size).reshape(-1)]
         if len(size) != 2 or min(size) < 2:
@@ -166,11 +180,22 @@ class TopDownTransform:
         self.input_size = (size[0], size[1])
         self.flip_indices, self.upper_body, self.lower_body = _skeleton_fields(skeleton)
         self.num_keypoints = len(self.flip_indices)
-        for name, p in (("flip_prob", flip_prob), ("half_body_prob", half_body_prob), ("rot_prob", rot_prob)):
+        probs = (
+            ("flip_prob", flip_prob),
+            ("half_body_prob", half_body_prob),
+            ("rot_prob", rot_prob),
+            ("center_shift_prob", center_shift_prob),
+        )
+        for name, p in probs:
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"TopDownTransform: {name} must be in [0, 1], got {p!r}")
         if not 0.0 <= scale_factor < 1.0:
             raise ValueError(f"TopDownTransform: scale_factor must be in [0, 1), got {scale_factor!r}")
+        if not 0.0 <= center_shift_factor <= 1.0:
+            raise ValueError(
+                "TopDownTransform: center_shift_factor must be in [0, 1] (fraction of the box), "
+                f"got {center_shift_factor!r}"
+            )
         if rot_factor < 0 or padding <= 0:
             raise ValueError(
                 f"TopDownTransform: need rot_factor >= 0 and padding > 0, got {rot_factor}, {padding}"
@@ -184,6 +209,8 @@ class TopDownTransform:
         self.rot_factor = float(rot_factor)
         self.rot_prob = float(rot_prob)
         self.padding = float(padding)
+        self.center_shift_prob = float(center_shift_prob)
+        self.center_shift_factor = float(center_shift_factor)
         self.photometric = _build_photometric(photometric) if self.train else None
         self._mean = np.asarray(IMAGENET_MEAN, np.float32) * 255.0
         self._inv_std = 1.0 / (np.asarray(IMAGENET_STD, np.float32) * 255.0)
@@ -268,6 +295,11 @@ class TopDownTransform:
         flipped = False
 
         if self.train:
+            # only box-derived centres move (MPII's annotated centre/scale is used as given, as in mmpose); the
+            # draw is skipped when off, so samples without the shift stay bit-identical to older runs
+            from_box = getattr(instance, "center", None) is None or getattr(instance, "scale", None) is None
+            if self.center_shift_prob > 0 and from_box and rng.random() < self.center_shift_prob:
+                center = center + rng.uniform(-1.0, 1.0, 2) * self.center_shift_factor * scale
             if rng.random() < self.flip_prob:
                 flipped = True
                 kpts = kpts[self.flip_indices]
@@ -299,10 +331,7 @@ class TopDownTransform:
         out_k = np.zeros((self.num_keypoints, 3), dtype=np.float32)
         out_k[:, :2] = warp_points(kpts[:, :2], matrix)
         out_k[:, 2] = kpts[:, 2]
-        out_k[~labelled] = 0.0
-        x, y = out_k[:, 0], out_k[:, 1]
-        outside = (x < 0) | (x > out_w - 1) | (y < 0) | (y > out_h - 1)
-        out_k[labelled & outside, 2] = 0.0
+        out_k[~labelled] = 0.0  # labelled keypoints keep v even outside the crop: the codec sets the weight
 
         if self.photometric is not None:
             self.photometric.set_random_seed(int(rng.integers(0, 2**32)))

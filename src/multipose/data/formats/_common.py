@@ -126,15 +126,13 @@ def as_box(value: Any, loc: str | Loc, field: str = "bbox") -> tuple[float, floa
 
 
 def clip_box(box: tuple[float, float, float, float], width: float, height: float) -> tuple[float, float, float, float]:
-    """Clip an ``xywh`` box's corners to ``[0, W-1] x [0, H-1]`` (as mmpose does); no-op if the size is unknown (0)."""
+    """mmpose 0.x's box sanitising (``x1 = max(0, x)``, ``x2 = min(W-1, x1 + max(0, w-1))``, same for y); no-op if
+    the image size is unknown (0). The result is a box the caller keeps only if its width and height are > 0."""
     if not width or not height:
         return box
-    x, y, w, h = box
-    x1 = min(max(x, 0.0), width - 1.0)
-    y1 = min(max(y, 0.0), height - 1.0)
-    x2 = min(max(x + w, 0.0), width - 1.0)
-    y2 = min(max(y + h, 0.0), height - 1.0)
-    return x1, y1, x2 - x1, y2 - y1
+    from multipose.data.geometry import sanitize_box  # the convention lives with the crop geometry
+
+    return sanitize_box(box, width, height)
 
 
 def box_is_valid(box: tuple[float, float, float, float]) -> bool:
