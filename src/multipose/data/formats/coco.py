@@ -155,7 +155,7 @@ def _keypoints(ann: dict, loc: object, layout: str, k: int, skel_name: str) -> n
             raise DatasetFormatError(
                 f"{loc}: field 'keypoints' has {flat.size} values ({flat.size / 3:g} keypoints) but skeleton "
                 f"'{skel_name}' has {k} keypoints ({3 * k} values); set the dataset's skeleton to the one the "
-                "file was annotated with (and layout='coco_wholebody' for COCO-WholeBody files)"
+                "file was annotated with (and its format to coco_wholebody for COCO-WholeBody files)"
             )
         return flat.reshape(k, 3)
     parts = []
@@ -165,7 +165,7 @@ def _keypoints(ann: dict, loc: object, layout: str, k: int, skel_name: str) -> n
             field,
             loc,
             "COCO-WholeBody annotations carry keypoints, foot_kpts, face_kpts, lefthand_kpts and "
-            "righthand_kpts; use layout='coco' for files with one plain 'keypoints' list",
+            "righthand_kpts; use format coco for files with one plain 'keypoints' list",
         )
         flat = as_float_array(raw, loc, field)
         if flat.size != 3 * n:
@@ -245,7 +245,7 @@ def read_coco(
     ann_file = Path(ann_file)
     if layout == "coco_wholebody" and k != 133:
         raise DatasetFormatError(
-            f"{ann_file}: layout='coco_wholebody' assembles 133 keypoints but skeleton '{skel.name}' has {k}; "
+            f"{ann_file}: format coco_wholebody assembles 133 keypoints but skeleton '{skel.name}' has {k}; "
             "use skeleton 'coco_wholebody'"
         )
 
