@@ -133,17 +133,32 @@ def make_split(root: Path, split: str, broken: dict[str, str]) -> None:
             (img_dir / name).unlink()
         images.append({"id": i + 1, "file_name": name, "width": W, "height": H})
         kp = [v for j in range(17) for v in (10 + j, 10 + j * 0.5, 2)]
-        anns.append({"id": 10 + i, "image_id": i + 1, "category_id": 1, "bbox": [5, 5, 40, 30], "area": 1200,
-                     "iscrowd": 0, "num_keypoints": 17, "keypoints": kp})
+        anns.append(
+            {
+                "id": 10 + i,
+                "image_id": i + 1,
+                "category_id": 1,
+                "bbox": [5, 5, 40, 30],
+                "area": 1200,
+                "iscrowd": 0,
+                "num_keypoints": 17,
+                "keypoints": kp,
+            }
+        )
     (root / f"{split}.json").write_text(json.dumps({"images": images, "annotations": anns}))
 
 
 def dm_for(root: Path, **kw) -> MultiPoseDataModule:
-    entry = {"format": "coco", "skeleton": "coco", "batch_count": 2,
-             "train": {"ann_file": "train.json", "img_dir": "images/train"},
-             "val": {"ann_file": "val.json", "img_dir": "images/val"}}
-    return MultiPoseDataModule({"c": entry}, root=str(root), input_size=(64, 48), heatmap_size=(16, 12),
-                               batch_size=2, **kw)
+    entry = {
+        "format": "coco",
+        "skeleton": "coco",
+        "batch_count": 2,
+        "train": {"ann_file": "train.json", "img_dir": "images/train"},
+        "val": {"ann_file": "val.json", "img_dir": "images/val"},
+    }
+    return MultiPoseDataModule(
+        {"c": entry}, root=str(root), input_size=(64, 48), heatmap_size=(16, 12), batch_size=2, **kw
+    )
 
 
 @pytest.fixture
@@ -160,8 +175,12 @@ def test_default_is_an_error_at_start_up_naming_files_and_options(damaged):
         dm.setup("fit")
     msg = str(exc.value)
     assert "4 of 6 image files are missing or corrupt" in msg
-    for name, why in (("1.jpg", "truncated JPEG"), ("2.jpg", "empty file"), ("3.jpg", "not an image"),
-                      ("4.jpg", "file not found")):
+    for name, why in (
+        ("1.jpg", "truncated JPEG"),
+        ("2.jpg", "empty file"),
+        ("3.jpg", "not an image"),
+        ("4.jpg", "file not found"),
+    ):
         assert re.search(rf"{name}: {why}", msg), name
     assert "data.on_bad_image=skip" in msg
 
@@ -177,8 +196,16 @@ def test_skip_leaves_bad_images_out_and_lists_them(damaged, caplog):
     summary = dm.skipped_images_summary()
     assert summary["count"] == 5
     assert {(f["split"], Path(f["path"]).name) for f in summary["files"]} == {
-        ("train", "1.jpg"), ("train", "2.jpg"), ("train", "3.jpg"), ("train", "4.jpg"), ("val", "5.jpg")}
-    assert json.dumps(summary)  # goes into metrics.json as it is
+        ("train", "1.jpg"),
+        ("train", "2.jpg"),
+        ("train", "3.jpg"),
+        ("train", "4.jpg"),
+        ("val", "5.jpg"),
+    }
+    metrics = dm.skipped_images_metrics()
+    assert metrics["data/skipped_images"] == 5.0 and len(metrics["data/skipped_image_files"]) == 5
+    assert "c val: " in metrics["data/skipped_image_files"][-1] and json.dumps(metrics)
+    assert dm_for(damaged, on_bad_image="skip").skipped_images_metrics() == {}  # nothing read yet
     assert "leaving out 4 of 6 images" in caplog.text and "3.jpg: not an image file" in caplog.text
     # the check was cached under the data root
     assert list((damaged / ".multipose_cache").glob("images_header_*.json"))
@@ -205,15 +232,23 @@ def _message_strings() -> list[tuple[str, str]]:
             id(node.body[0].value)
             for node in ast.walk(tree)
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
         }
-        in_fstrings = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
+        in_fstrings = {
+            id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.JoinedStr):
                 text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
                 out.append((path.name, text))
-            elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                  and id(node) not in docstrings and id(node) not in in_fstrings):
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and id(node) not in in_fstrings
+            ):
                 out.append((path.name, node.value))
     return out
 

@@ -105,27 +105,104 @@ def coco_person_data() -> dict:
     without people, polygons, an iscrowd RLE ignore region, a `num_keypoints: 0` person, a box past the
     image edge, and a zero-area annotation."""
     images = [
-        {"license": 4, "file_name": "000000000139.jpg", "coco_url": "http://images.cocodataset.org/val2017/000000000139.jpg",
-         "height": H, "width": W, "date_captured": "2013-11-21 01:34:01", "flickr_url": "http://x/y.jpg", "id": 139},
-        {"license": 1, "file_name": "Zürich_straße_東京.jpg", "coco_url": "", "height": H, "width": W,
-         "date_captured": "", "flickr_url": "", "id": 785},
-        {"license": 1, "file_name": "000000000632.jpg", "coco_url": "", "height": H, "width": W,
-         "date_captured": "", "flickr_url": "", "id": 632},  # no people: no annotation
+        {
+            "license": 4,
+            "file_name": "000000000139.jpg",
+            "coco_url": "http://images.cocodataset.org/val2017/000000000139.jpg",
+            "height": H,
+            "width": W,
+            "date_captured": "2013-11-21 01:34:01",
+            "flickr_url": "http://x/y.jpg",
+            "id": 139,
+        },
+        {
+            "license": 1,
+            "file_name": "Zürich_straße_東京.jpg",
+            "coco_url": "",
+            "height": H,
+            "width": W,
+            "date_captured": "",
+            "flickr_url": "",
+            "id": 785,
+        },
+        {
+            "license": 1,
+            "file_name": "000000000632.jpg",
+            "coco_url": "",
+            "height": H,
+            "width": W,
+            "date_captured": "",
+            "flickr_url": "",
+            "id": 632,
+        },  # no people: no annotation
     ]
     poly = [[10.0, 10.0, 30.0, 10.0, 30.0, 40.0]]
     anns = [
-        {"segmentation": poly, "num_keypoints": 10, "area": 412.5, "iscrowd": 0, "keypoints": kps(17, list(range(10))),
-         "image_id": 139, "bbox": [8.2, 6.1, 30.4, 35.0], "category_id": 1, "id": 230831},
-        {"segmentation": rle(), "num_keypoints": 0, "area": 1200.0, "iscrowd": 1, "keypoints": [0] * 51,
-         "image_id": 139, "bbox": [0.0, 0.0, 60.0, 40.0], "category_id": 1, "id": 900100139},  # ignore region
-        {"segmentation": poly, "num_keypoints": 0, "area": 35.2, "iscrowd": 0, "keypoints": [0] * 51,
-         "image_id": 139, "bbox": [50.0, 30.0, 6.0, 9.0], "category_id": 1, "id": 1218137},  # too small to label
-        {"segmentation": poly, "num_keypoints": 17, "area": 900.0, "iscrowd": 0, "keypoints": kps(17),
-         "image_id": 785, "bbox": [40.0, 20.0, 40.0, 40.0], "category_id": 1, "id": 441},  # past the right edge
-        {"segmentation": poly, "num_keypoints": 3, "area": 0.0, "iscrowd": 0, "keypoints": kps(17, [0, 1, 2]),
-         "image_id": 785, "bbox": [5.0, 5.0, 10.0, 10.0], "category_id": 1, "id": 442},  # zero area: mmpose drops
+        {
+            "segmentation": poly,
+            "num_keypoints": 10,
+            "area": 412.5,
+            "iscrowd": 0,
+            "keypoints": kps(17, list(range(10))),
+            "image_id": 139,
+            "bbox": [8.2, 6.1, 30.4, 35.0],
+            "category_id": 1,
+            "id": 230831,
+        },
+        {
+            "segmentation": rle(),
+            "num_keypoints": 0,
+            "area": 1200.0,
+            "iscrowd": 1,
+            "keypoints": [0] * 51,
+            "image_id": 139,
+            "bbox": [0.0, 0.0, 60.0, 40.0],
+            "category_id": 1,
+            "id": 900100139,
+        },  # ignore region
+        {
+            "segmentation": poly,
+            "num_keypoints": 0,
+            "area": 35.2,
+            "iscrowd": 0,
+            "keypoints": [0] * 51,
+            "image_id": 139,
+            "bbox": [50.0, 30.0, 6.0, 9.0],
+            "category_id": 1,
+            "id": 1218137,
+        },  # too small to label
+        {
+            "segmentation": poly,
+            "num_keypoints": 17,
+            "area": 900.0,
+            "iscrowd": 0,
+            "keypoints": kps(17),
+            "image_id": 785,
+            "bbox": [40.0, 20.0, 40.0, 40.0],
+            "category_id": 1,
+            "id": 441,
+        },  # past the right edge
+        {
+            "segmentation": poly,
+            "num_keypoints": 3,
+            "area": 0.0,
+            "iscrowd": 0,
+            "keypoints": kps(17, [0, 1, 2]),
+            "image_id": 785,
+            "bbox": [5.0, 5.0, 10.0, 10.0],
+            "category_id": 1,
+            "id": 442,
+        },  # zero area: mmpose drops
     ]
-    cats = [{"supercategory": "person", "id": 1, "name": "person", "keypoints": ["nose"] * 17, "skeleton": [[16, 14]]}]
+    cats = [
+        {
+            "supercategory": "person",
+            "id": 1,
+            "name": "person",
+            "keypoints": ["nose"] * 17,
+            "skeleton": [[16, 14]],
+        }
+    ]
     return {"info": {"year": 2017}, "licenses": [], "images": images, "annotations": anns, "categories": cats}
 
 
@@ -139,6 +216,13 @@ def test_coco_person_keypoints(tmp_path):
     assert by_id[900100139].iscrowd and by_id[1218137].unusable == "unlabelled"
     assert by_id[442].unusable == "area_0"
     assert by_id[230831].extra == {"num_keypoints": 10} and by_id[230831].area == pytest.approx(412.5)
+    # the box past the image edge is clipped for cropping; the file's box stays for evaluation
+    assert by_id[441].bbox[0] + by_id[441].bbox[2] <= W and by_id[441].extra["bbox"] == [
+        40.0,
+        20.0,
+        40.0,
+        40.0,
+    ]
     # every image, the one without people and the non-ASCII one included
     assert set(images) == {139, 785, 632} and isinstance(images[632], ImageRecord)
     assert images[785].path.endswith("Zürich_straße_東京.jpg") and Path(images[785].path).is_file()
@@ -153,11 +237,21 @@ def test_coco_non_ascii_image_is_loaded_through_the_datamodule(tmp_path):
     for split in ("train", "val"):
         (tmp_path / split).mkdir()
         write_dataset(tmp_path / split, data)
-    entry = {"format": "coco", "skeleton": "coco", "batch_count": 2,
-             "train": {"ann_file": "train/ann.json", "img_dir": "train/images"},
-             "val": {"ann_file": "val/ann.json", "img_dir": "val/images"}}
-    dm = MultiPoseDataModule({"coco": entry}, root=str(tmp_path), input_size=(64, 48), heatmap_size=(16, 12),
-                             batch_size=2, check_images="decode")
+    entry = {
+        "format": "coco",
+        "skeleton": "coco",
+        "batch_count": 2,
+        "train": {"ann_file": "train/ann.json", "img_dir": "train/images"},
+        "val": {"ann_file": "val/ann.json", "img_dir": "val/images"},
+    }
+    dm = MultiPoseDataModule(
+        {"coco": entry},
+        root=str(tmp_path),
+        input_size=(64, 48),
+        heatmap_size=(16, 12),
+        batch_size=2,
+        check_images="decode",
+    )
     dm.setup("fit")
     assert len(dm.train_datasets[0]) == 2 and len(dm.val_datasets[0]) == 2
     sample = dm.train_datasets[0][1]  # ann 441 on the non-ASCII file
@@ -175,25 +269,54 @@ def wholebody_ann(ann_id: int, image_id: int, body: list[float], face: bool, lef
     face_kpts = [v for i in range(68) for v in (20 + i * 0.1, 20.0, conf[i % 3])] if face else [0.0] * 204
     lh = [v for i in range(21) for v in (30 + i * 0.1, 25.0, conf[i % 3])] if lefthand else [0.0] * 63
     ann = {
-        "segmentation": [[1.0, 1.0, 5.0, 1.0, 5.0, 5.0]], "num_keypoints": sum(1 for v in body[2::3] if v > 0),
-        "area": 500.0, "iscrowd": 0, "keypoints": body, "image_id": image_id, "bbox": [4.0, 4.0, 40.0, 40.0],
-        "category_id": 1, "id": ann_id,
+        "segmentation": [[1.0, 1.0, 5.0, 1.0, 5.0, 5.0]],
+        "num_keypoints": sum(1 for v in body[2::3] if v > 0),
+        "area": 500.0,
+        "iscrowd": 0,
+        "keypoints": body,
+        "image_id": image_id,
+        "bbox": [4.0, 4.0, 40.0, 40.0],
+        "category_id": 1,
+        "id": ann_id,
         "face_box": [18.0, 18.0, 10.0, 6.0] if face else [0.0, 0.0, 0.0, 0.0],
         "lefthand_box": [28.0, 22.0, 4.0, 6.0] if lefthand else [0.0, 0.0, 0.0, 0.0],
         "righthand_box": [0.0, 0.0, 0.0, 0.0],
-        "lefthand_kpts": lh, "righthand_kpts": [0.0] * 63, "face_kpts": face_kpts,
-        "face_valid": face, "lefthand_valid": lefthand, "righthand_valid": False,
-        "foot_kpts": [0.0] * 18, "foot_valid": False,
+        "lefthand_kpts": lh,
+        "righthand_kpts": [0.0] * 63,
+        "face_kpts": face_kpts,
+        "face_valid": face,
+        "lefthand_valid": lefthand,
+        "righthand_valid": False,
+        "foot_kpts": [0.0] * 18,
+        "foot_valid": False,
     }
     ann.update(kw)
     return ann
 
 
 def test_coco_wholebody_v1(tmp_path):
-    images = [{"license": 4, "file_name": "000000000785.jpg", "coco_url": "", "height": H, "width": W,
-               "date_captured": "", "flickr_url": "", "id": 785},
-              {"license": 4, "file_name": "000000000872.jpg", "coco_url": "", "height": H, "width": W,
-               "date_captured": "", "flickr_url": "", "id": 872}]
+    images = [
+        {
+            "license": 4,
+            "file_name": "000000000785.jpg",
+            "coco_url": "",
+            "height": H,
+            "width": W,
+            "date_captured": "",
+            "flickr_url": "",
+            "id": 785,
+        },
+        {
+            "license": 4,
+            "file_name": "000000000872.jpg",
+            "coco_url": "",
+            "height": H,
+            "width": W,
+            "date_captured": "",
+            "flickr_url": "",
+            "id": 872,
+        },
+    ]
     anns = [
         wholebody_ann(1, 785, kps(17), face=True, lefthand=True),
         # body unlabelled but the face is: mmpose tests max(body keypoints) only -> not a sample
@@ -223,16 +346,42 @@ def test_aic_mmpose_coco_style_conversion(tmp_path):
     """mmpose's aic_{train,val}.json: 14 keypoints, hash file names; AIC's 'not labelled' (3) became v 0,
     a person with no labelled joint has num_keypoints 0 (its coordinates may remain)."""
     name = "0a00c0b5493774b3de2cf439c84702dd839af9a2.jpg"
-    images = [{"file_name": name, "height": H, "width": W, "id": 1},
-              {"file_name": "fe5b1bc7a4c1d71dfce5ab1b6cd3b8e4e3bb5d51.jpg", "height": H, "width": W, "id": 2}]
+    images = [
+        {"file_name": name, "height": H, "width": W, "id": 1},
+        {"file_name": "fe5b1bc7a4c1d71dfce5ab1b6cd3b8e4e3bb5d51.jpg", "height": H, "width": W, "id": 2},
+    ]
     ghost = kps(14, v=0)  # coordinates without labels
     anns = [
-        {"bbox": [2.0, 3.0, 30.0, 40.0], "keypoints": kps(14, list(range(12))), "num_keypoints": 12, "image_id": 1,
-         "category_id": 1, "id": 1, "iscrowd": 0, "area": 1200.0},
-        {"bbox": [20.0, 3.0, 30.0, 40.0], "keypoints": ghost, "num_keypoints": 0, "image_id": 1,
-         "category_id": 1, "id": 2, "iscrowd": 0, "area": 1200.0},
-        {"bbox": [1.0, 1.0, 20.0, 20.0], "keypoints": kps(14, [0, 13], v=1), "num_keypoints": 2, "image_id": 2,
-         "category_id": 1, "id": 3, "iscrowd": 0, "area": 400.0},
+        {
+            "bbox": [2.0, 3.0, 30.0, 40.0],
+            "keypoints": kps(14, list(range(12))),
+            "num_keypoints": 12,
+            "image_id": 1,
+            "category_id": 1,
+            "id": 1,
+            "iscrowd": 0,
+            "area": 1200.0,
+        },
+        {
+            "bbox": [20.0, 3.0, 30.0, 40.0],
+            "keypoints": ghost,
+            "num_keypoints": 0,
+            "image_id": 1,
+            "category_id": 1,
+            "id": 2,
+            "iscrowd": 0,
+            "area": 1200.0,
+        },
+        {
+            "bbox": [1.0, 1.0, 20.0, 20.0],
+            "keypoints": kps(14, [0, 13], v=1),
+            "num_keypoints": 2,
+            "image_id": 2,
+            "category_id": 1,
+            "id": 3,
+            "iscrowd": 0,
+            "area": 400.0,
+        },
     ]
     data = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
     ann, img_dir = write_dataset(tmp_path, data)
@@ -247,17 +396,46 @@ def test_aic_mmpose_coco_style_conversion(tmp_path):
 
 def test_ap10k_species_categories(tmp_path):
     """AP-10K: category ids are species (never filtered), images carry 'background', `num_keypoints: 0`."""
-    images = [{"license": 1, "id": 1, "file_name": "000000000001.jpg", "width": W, "height": H, "background": 5},
-              {"license": 1, "id": 37, "file_name": "000000000037.jpg", "width": W, "height": H, "background": 2}]
-    anns = [
-        {"id": 1, "image_id": 1, "category_id": 13, "bbox": [1.0, 2.0, 40.0, 30.0], "area": 1200.0, "iscrowd": 0,
-         "num_keypoints": 17, "keypoints": kps(17)},
-        {"id": 2, "image_id": 37, "category_id": 40, "bbox": [3.0, 2.0, 20.0, 30.0], "area": 600.0, "iscrowd": 0,
-         "num_keypoints": 5, "keypoints": kps(17, [0, 1, 2, 3, 4])},
-        {"id": 3, "image_id": 37, "category_id": 40, "bbox": [30.0, 2.0, 20.0, 30.0], "area": 600.0, "iscrowd": 0,
-         "num_keypoints": 0, "keypoints": [0] * 51},
+    images = [
+        {"license": 1, "id": 1, "file_name": "000000000001.jpg", "width": W, "height": H, "background": 5},
+        {"license": 1, "id": 37, "file_name": "000000000037.jpg", "width": W, "height": H, "background": 2},
     ]
-    cats = [{"supercategory": "Bovidae", "id": 13, "name": "sheep"}, {"supercategory": "Felidae", "id": 40, "name": "cat"}]
+    anns = [
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 13,
+            "bbox": [1.0, 2.0, 40.0, 30.0],
+            "area": 1200.0,
+            "iscrowd": 0,
+            "num_keypoints": 17,
+            "keypoints": kps(17),
+        },
+        {
+            "id": 2,
+            "image_id": 37,
+            "category_id": 40,
+            "bbox": [3.0, 2.0, 20.0, 30.0],
+            "area": 600.0,
+            "iscrowd": 0,
+            "num_keypoints": 5,
+            "keypoints": kps(17, [0, 1, 2, 3, 4]),
+        },
+        {
+            "id": 3,
+            "image_id": 37,
+            "category_id": 40,
+            "bbox": [30.0, 2.0, 20.0, 30.0],
+            "area": 600.0,
+            "iscrowd": 0,
+            "num_keypoints": 0,
+            "keypoints": [0] * 51,
+        },
+    ]
+    cats = [
+        {"supercategory": "Bovidae", "id": 13, "name": "sheep"},
+        {"supercategory": "Felidae", "id": 40, "name": "cat"},
+    ]
     data = {"info": {}, "licenses": [], "images": images, "annotations": anns, "categories": cats}
     ann, img_dir = write_dataset(tmp_path, data)
     check_counts(read_coco(ann, img_dir, "ap10k", "ap10k"), data, expected_samples=2)
@@ -266,13 +444,47 @@ def test_ap10k_species_categories(tmp_path):
 def test_apt36k_video_frames_in_subfolders(tmp_path):
     """APT-36K (ViTPose++'s COCO-style files): PNG frames under species/clip folders, ids per frame,
     track ids on annotations, the AP-10K keypoint order."""
-    images = [{"id": 10001, "file_name": "Sheep/clip12/0001.png", "width": W, "height": H, "video_id": 12, "frame_id": 1},
-              {"id": 10002, "file_name": "Sheep/clip12/0002.png", "width": W, "height": H, "video_id": 12, "frame_id": 2}]
+    images = [
+        {
+            "id": 10001,
+            "file_name": "Sheep/clip12/0001.png",
+            "width": W,
+            "height": H,
+            "video_id": 12,
+            "frame_id": 1,
+        },
+        {
+            "id": 10002,
+            "file_name": "Sheep/clip12/0002.png",
+            "width": W,
+            "height": H,
+            "video_id": 12,
+            "frame_id": 2,
+        },
+    ]
     anns = [
-        {"id": 5, "image_id": 10001, "category_id": 2, "track_id": 0, "bbox": [1.0, 1.0, 30.0, 30.0],
-         "area": 900.0, "iscrowd": 0, "num_keypoints": 17, "keypoints": kps(17)},
-        {"id": 6, "image_id": 10002, "category_id": 2, "track_id": 0, "bbox": [2.0, 1.0, 30.0, 30.0],
-         "area": 900.0, "iscrowd": 0, "num_keypoints": 9, "keypoints": kps(17, list(range(9)))},
+        {
+            "id": 5,
+            "image_id": 10001,
+            "category_id": 2,
+            "track_id": 0,
+            "bbox": [1.0, 1.0, 30.0, 30.0],
+            "area": 900.0,
+            "iscrowd": 0,
+            "num_keypoints": 17,
+            "keypoints": kps(17),
+        },
+        {
+            "id": 6,
+            "image_id": 10002,
+            "category_id": 2,
+            "track_id": 0,
+            "bbox": [2.0, 1.0, 30.0, 30.0],
+            "area": 900.0,
+            "iscrowd": 0,
+            "num_keypoints": 9,
+            "keypoints": kps(17, list(range(9))),
+        },
     ]
     data = {"images": images, "annotations": anns, "categories": [{"id": 2, "name": "sheep"}]}
     ann, img_dir = write_dataset(tmp_path, data)
@@ -287,24 +499,70 @@ def test_apt36k_video_frames_in_subfolders(tmp_path):
 def test_ochuman_coco_format_and_the_original_layout(tmp_path):
     """ochuman_coco_format_val_range_0.00_1.00.json (OCHumanApi's export): ids from 1, RLE masks, area =
     box area, keypoints remapped to COCO (vis 2, occluded 1, missing 0) with num_keypoints."""
-    images = [{"id": 1, "file_name": "000001.jpg", "height": H, "width": W},
-              {"id": 2, "file_name": "000003.jpg", "height": H, "width": W}]
-    anns = [
-        {"image_id": 1, "area": 900, "num_keypoints": 17, "iscrowd": 0, "id": 1, "category_id": 1,
-         "keypoints": kps(17), "segmentation": rle(), "bbox": [1, 1, 30, 30]},
-        {"image_id": 1, "area": 900, "num_keypoints": 4, "iscrowd": 0, "id": 2, "category_id": 1,
-         "keypoints": kps(17, [5, 6, 11, 12], v=1), "segmentation": rle(), "bbox": [20, 1, 30, 30]},
-        {"image_id": 2, "area": 400, "num_keypoints": 0, "iscrowd": 0, "id": 3, "category_id": 1,
-         "keypoints": [0] * 51, "segmentation": rle(), "bbox": [2, 2, 20, 20]},
+    images = [
+        {"id": 1, "file_name": "000001.jpg", "height": H, "width": W},
+        {"id": 2, "file_name": "000003.jpg", "height": H, "width": W},
     ]
-    data = {"annotations": anns, "categories": [{"supercategory": "person", "id": 1, "name": "person"}], "images": images}
+    anns = [
+        {
+            "image_id": 1,
+            "area": 900,
+            "num_keypoints": 17,
+            "iscrowd": 0,
+            "id": 1,
+            "category_id": 1,
+            "keypoints": kps(17),
+            "segmentation": rle(),
+            "bbox": [1, 1, 30, 30],
+        },
+        {
+            "image_id": 1,
+            "area": 900,
+            "num_keypoints": 4,
+            "iscrowd": 0,
+            "id": 2,
+            "category_id": 1,
+            "keypoints": kps(17, [5, 6, 11, 12], v=1),
+            "segmentation": rle(),
+            "bbox": [20, 1, 30, 30],
+        },
+        {
+            "image_id": 2,
+            "area": 400,
+            "num_keypoints": 0,
+            "iscrowd": 0,
+            "id": 3,
+            "category_id": 1,
+            "keypoints": [0] * 51,
+            "segmentation": rle(),
+            "bbox": [2, 2, 20, 20],
+        },
+    ]
+    data = {
+        "annotations": anns,
+        "categories": [{"supercategory": "person", "id": 1, "name": "person"}],
+        "images": images,
+    }
     ann, img_dir = write_dataset(tmp_path, data)
     check_counts(read_coco(ann, img_dir, "ochuman", "ochuman"), data, expected_samples=2)
-    original = write_json(tmp_path / "ochuman.json", {
-        "keypoint_names": ["right_shoulder"] * 19, "keypoint_visible": {"missing": 0, "vis": 1},
-        "images": [{"image_id": 1, "file_name": "000001.jpg", "height": H, "width": W,
-                    "annotations": [{"bbox": [1, 1, 31, 31], "keypoints": None, "segms": None, "max_iou": 0.6}]}],
-    })
+    original = write_json(
+        tmp_path / "ochuman.json",
+        {
+            "keypoint_names": ["right_shoulder"] * 19,
+            "keypoint_visible": {"missing": 0, "vis": 1},
+            "images": [
+                {
+                    "image_id": 1,
+                    "file_name": "000001.jpg",
+                    "height": H,
+                    "width": W,
+                    "annotations": [
+                        {"bbox": [1, 1, 31, 31], "keypoints": None, "segms": None, "max_iou": 0.6}
+                    ],
+                }
+            ],
+        },
+    )
     with pytest.raises(DatasetFormatError, match="original OCHuman file.*ochuman_coco_format"):
         read_coco(original, img_dir, "ochuman", "ochuman")
 
@@ -315,19 +573,49 @@ def test_ochuman_coco_format_and_the_original_layout(tmp_path):
 def crowdpose_data() -> dict:
     """mmpose_crowdpose_{trainval,test}.json: `crowdIndex` per image, no `area`, `num_keypoints` counting
     only the 12 limb joints (head top 12 and neck 13 excluded), all `iscrowd: 0`."""
-    images = [{"file_name": "114203.jpg", "id": 114203, "height": H, "width": W, "crowdIndex": 0.76},
-              {"file_name": "104173.jpg", "id": 104173, "height": H, "width": W, "crowdIndex": 0.05},
-              {"file_name": "115625.jpg", "id": 115625, "height": H, "width": W, "crowdIndex": 0.93}]  # no people
+    images = [
+        {"file_name": "114203.jpg", "id": 114203, "height": H, "width": W, "crowdIndex": 0.76},
+        {"file_name": "104173.jpg", "id": 104173, "height": H, "width": W, "crowdIndex": 0.05},
+        {"file_name": "115625.jpg", "id": 115625, "height": H, "width": W, "crowdIndex": 0.93},
+    ]  # no people
     anns = [
-        {"num_keypoints": 12, "iscrowd": 0, "keypoints": kps(14, v=1), "image_id": 114203,
-         "bbox": [2, 2, 30, 40], "category_id": 1, "id": 165388},
-        {"num_keypoints": 8, "iscrowd": 0, "keypoints": kps(14, [0, 1, 3, 5, 6, 7, 8, 9, 12, 13]),
-         "image_id": 114203, "bbox": [30.5, 2.25, 20.0, 40.0], "category_id": 1, "id": 181177},
+        {
+            "num_keypoints": 12,
+            "iscrowd": 0,
+            "keypoints": kps(14, v=1),
+            "image_id": 114203,
+            "bbox": [2, 2, 30, 40],
+            "category_id": 1,
+            "id": 165388,
+        },
+        {
+            "num_keypoints": 8,
+            "iscrowd": 0,
+            "keypoints": kps(14, [0, 1, 3, 5, 6, 7, 8, 9, 12, 13]),
+            "image_id": 114203,
+            "bbox": [30.5, 2.25, 20.0, 40.0],
+            "category_id": 1,
+            "id": 181177,
+        },
         # only head top and neck labelled: num_keypoints 0 -> not a sample, not scored (xtcocotools reads the field)
-        {"num_keypoints": 0, "iscrowd": 0, "keypoints": kps(14, [12, 13]), "image_id": 104173,
-         "bbox": [5, 5, 20, 20], "category_id": 1, "id": 181178},
-        {"num_keypoints": 0, "iscrowd": 0, "keypoints": [0] * 42, "image_id": 104173,
-         "bbox": [27.4, 2.0, 29.6, 39.8], "category_id": 1, "id": 181179},
+        {
+            "num_keypoints": 0,
+            "iscrowd": 0,
+            "keypoints": kps(14, [12, 13]),
+            "image_id": 104173,
+            "bbox": [5, 5, 20, 20],
+            "category_id": 1,
+            "id": 181178,
+        },
+        {
+            "num_keypoints": 0,
+            "iscrowd": 0,
+            "keypoints": [0] * 42,
+            "image_id": 104173,
+            "bbox": [27.4, 2.0, 29.6, 39.8],
+            "category_id": 1,
+            "id": 181179,
+        },
     ]
     cats = [{"supercategory": "person", "id": 1, "name": "person", "keypoints": ["left_shoulder"] * 14}]
     return {"categories": cats, "images": images, "annotations": anns}
@@ -354,11 +642,16 @@ def test_crowdpose_through_the_datamodule(tmp_path):
     for split in ("train", "val"):
         (tmp_path / split).mkdir()
         write_dataset(tmp_path / split, data)
-    entry = {"format": "coco", "skeleton": "crowdpose", "batch_count": 2,
-             "train": {"ann_file": "train/ann.json", "img_dir": "train/images"},
-             "val": {"ann_file": "val/ann.json", "img_dir": "val/images"}}
-    dm = MultiPoseDataModule({"crowdpose": entry}, root=str(tmp_path), input_size=(64, 48), heatmap_size=(16, 12),
-                             batch_size=2)
+    entry = {
+        "format": "coco",
+        "skeleton": "crowdpose",
+        "batch_count": 2,
+        "train": {"ann_file": "train/ann.json", "img_dir": "train/images"},
+        "val": {"ann_file": "val/ann.json", "img_dir": "val/images"},
+    }
+    dm = MultiPoseDataModule(
+        {"crowdpose": entry}, root=str(tmp_path), input_size=(64, 48), heatmap_size=(16, 12), batch_size=2
+    )
     dm.setup("fit")
     assert len(dm.train_datasets[0]) == 2 and len(dm.val_datasets[0]) == 2
     assert dm.val_images("crowdpose")[115625].extra == {"crowdIndex": 0.93}
@@ -371,15 +664,41 @@ def test_crowdpose_through_the_datamodule(tmp_path):
 def test_halpe_136_points(tmp_path):
     """halpe_train_v1.json: HICO-DET file names, 136 keypoints in one `keypoints` list, hands and face
     labelled for some people only."""
-    images = [{"file_name": "HICO_train2015_00000001.jpg", "id": 1, "width": W, "height": H},
-              {"file_name": "HICO_train2015_00000002.jpg", "id": 2, "width": W, "height": H}]
+    images = [
+        {"file_name": "HICO_train2015_00000001.jpg", "id": 1, "width": W, "height": H},
+        {"file_name": "HICO_train2015_00000002.jpg", "id": 2, "width": W, "height": H},
+    ]
     anns = [
-        {"keypoints": kps(136, list(range(26)) + list(range(94, 136))), "image_id": 1, "bbox": [1, 1, 40, 40],
-         "category_id": 1, "id": 1, "iscrowd": 0, "num_keypoints": 68, "area": 1600},
-        {"keypoints": [0] * 408, "image_id": 2, "bbox": [1, 1, 40, 40], "category_id": 1, "id": 2, "iscrowd": 0,
-         "num_keypoints": 0, "area": 1600},
-        {"keypoints": kps(136, list(range(26, 94))), "image_id": 2, "bbox": [20, 1, 40, 40], "category_id": 1,
-         "id": 3, "iscrowd": 0, "num_keypoints": 68, "area": 1600},
+        {
+            "keypoints": kps(136, list(range(26)) + list(range(94, 136))),
+            "image_id": 1,
+            "bbox": [1, 1, 40, 40],
+            "category_id": 1,
+            "id": 1,
+            "iscrowd": 0,
+            "num_keypoints": 68,
+            "area": 1600,
+        },
+        {
+            "keypoints": [0] * 408,
+            "image_id": 2,
+            "bbox": [1, 1, 40, 40],
+            "category_id": 1,
+            "id": 2,
+            "iscrowd": 0,
+            "num_keypoints": 0,
+            "area": 1600,
+        },
+        {
+            "keypoints": kps(136, list(range(26, 94))),
+            "image_id": 2,
+            "bbox": [20, 1, 40, 40],
+            "category_id": 1,
+            "id": 3,
+            "iscrowd": 0,
+            "num_keypoints": 68,
+            "area": 1600,
+        },
     ]
     data = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
     ann, img_dir = write_dataset(tmp_path, data)
@@ -400,7 +719,12 @@ def test_coco_detection_results(tmp_path, caplog):
     dets = [
         {"bbox": [8.25, 6.0, 30.5, 35.25], "category_id": 1, "image_id": 139, "score": 0.9990234375},
         {"bbox": [40.0, 20.0, 40.0, 40.0], "category_id": 1, "image_id": 785, "score": 0.49},
-        {"bbox": [1.0, 1.0, 10.0, 20.0], "category_id": 1, "image_id": 632, "score": 0.21},  # no GT person there
+        {
+            "bbox": [1.0, 1.0, 10.0, 20.0],
+            "category_id": 1,
+            "image_id": 632,
+            "score": 0.21,
+        },  # no GT person there
         {"bbox": [1.0, 1.0, 10.0, 20.0], "category_id": 1, "image_id": 632, "score": 0.0012},
         {"bbox": [3.0, 3.0, 10.0, 20.0], "category_id": 62, "image_id": 632, "score": 0.95},  # a chair
     ]
@@ -417,12 +741,21 @@ def test_coco_detection_results(tmp_path, caplog):
     for split in ("train", "val"):
         (tmp_path / split).mkdir()
         write_dataset(tmp_path / split, data)
-    entry = {"format": "coco", "skeleton": "coco", "batch_count": 2,
-             "train": {"ann_file": "train/ann.json", "img_dir": "train/images"},
-             "val": {"ann_file": "val/ann.json", "img_dir": "val/images", "det_file": str(det_file),
-                     "det_score_thr": thr}}
-    dm = MultiPoseDataModule({"coco": entry}, root=str(tmp_path), input_size=(64, 48), heatmap_size=(16, 12),
-                             batch_size=2)
+    entry = {
+        "format": "coco",
+        "skeleton": "coco",
+        "batch_count": 2,
+        "train": {"ann_file": "train/ann.json", "img_dir": "train/images"},
+        "val": {
+            "ann_file": "val/ann.json",
+            "img_dir": "val/images",
+            "det_file": str(det_file),
+            "det_score_thr": thr,
+        },
+    }
+    dm = MultiPoseDataModule(
+        {"coco": entry}, root=str(tmp_path), input_size=(64, 48), heatmap_size=(16, 12), batch_size=2
+    )
     dm.setup("validate")
     assert len(dm.val_datasets[0]) == expected
 
@@ -441,24 +774,77 @@ def interhand_files(tmp_path: Path) -> tuple[Path, dict]:
     depth = {f: rng.uniform(800, 1200, size=42) for f in ("0", "3")}
     world = {}
     for f in pixels:
-        cam = np.stack([(pixels[f][:, 0] - princpt[0]) / focal[0] * depth[f],
-                        (pixels[f][:, 1] - princpt[1]) / focal[1] * depth[f], depth[f]], axis=1)
+        cam = np.stack(
+            [
+                (pixels[f][:, 0] - princpt[0]) / focal[0] * depth[f],
+                (pixels[f][:, 1] - princpt[1]) / focal[1] * depth[f],
+                depth[f],
+            ],
+            axis=1,
+        )
         world[f] = (rot.T @ cam.T).T + campos  # X_cam = R (X_world - campos)
-    cams = {"0": {"campos": {"400262": campos.tolist()}, "camrot": {"400262": rot.tolist()},
-                  "focal": {"400262": focal.tolist()}, "princpt": {"400262": princpt.tolist()}}}
-    joints = {"0": {f: {"world_coord": world[f].tolist(), "joint_valid": [[1]] * 42, "hand_type": "interacting",
-                        "hand_type_valid": True} for f in world}}
-    images = [{"id": 0, "file_name": "Capture0/ROM04_LT_Occlusion/cam400262/image0000.jpg", "width": W, "height": H,
-               "capture": 0, "subject": 0, "seq_name": "ROM04_LT_Occlusion", "camera": "400262", "frame_idx": 0},
-              {"id": 1, "file_name": "Capture0/ROM04_LT_Occlusion/cam400262/image0003.jpg", "width": W, "height": H,
-               "capture": 0, "subject": 0, "seq_name": "ROM04_LT_Occlusion", "camera": "400262", "frame_idx": 3}]
+    cams = {
+        "0": {
+            "campos": {"400262": campos.tolist()},
+            "camrot": {"400262": rot.tolist()},
+            "focal": {"400262": focal.tolist()},
+            "princpt": {"400262": princpt.tolist()},
+        }
+    }
+    joints = {
+        "0": {
+            f: {
+                "world_coord": world[f].tolist(),
+                "joint_valid": [[1]] * 42,
+                "hand_type": "interacting",
+                "hand_type_valid": True,
+            }
+            for f in world
+        }
+    }
+    images = [
+        {
+            "id": 0,
+            "file_name": "Capture0/ROM04_LT_Occlusion/cam400262/image0000.jpg",
+            "width": W,
+            "height": H,
+            "capture": 0,
+            "subject": 0,
+            "seq_name": "ROM04_LT_Occlusion",
+            "camera": "400262",
+            "frame_idx": 0,
+        },
+        {
+            "id": 1,
+            "file_name": "Capture0/ROM04_LT_Occlusion/cam400262/image0003.jpg",
+            "width": W,
+            "height": H,
+            "capture": 0,
+            "subject": 0,
+            "seq_name": "ROM04_LT_Occlusion",
+            "camera": "400262",
+            "frame_idx": 3,
+        },
+    ]
     right_ok, left_no_root = [1] * 21, [1] * 20 + [0]  # a left hand without a valid wrist: no valid joint
     twelve, eleven = [1] * 11 + [0] * 9 + [1], [1] * 10 + [0] * 10 + [1]
     anns = [
-        {"id": 0, "image_id": 0, "bbox": [1, 1, 50, 40], "joint_valid": [[v] for v in right_ok + left_no_root],
-         "hand_type": "interacting", "hand_type_valid": 1},
-        {"id": 1, "image_id": 1, "bbox": [1, 1, 50, 40], "joint_valid": [[v] for v in eleven + twelve],
-         "hand_type": "interacting", "hand_type_valid": 1},
+        {
+            "id": 0,
+            "image_id": 0,
+            "bbox": [1, 1, 50, 40],
+            "joint_valid": [[v] for v in right_ok + left_no_root],
+            "hand_type": "interacting",
+            "hand_type_valid": 1,
+        },
+        {
+            "id": 1,
+            "image_id": 1,
+            "bbox": [1, 1, 50, 40],
+            "joint_valid": [[v] for v in eleven + twelve],
+            "hand_type": "interacting",
+            "hand_type_valid": 1,
+        },
     ]
     img_dir = tmp_path / "images" / "test"
     write_jpegs(img_dir, [im["file_name"] for im in images], size=(H, W))
@@ -490,18 +876,27 @@ def test_interhand_projection_validity_and_boxes(tmp_path):
 def test_interhand_projection_formula():
     # a point on the optical axis projects to the principal point; one 100 mm to the side at 1 m depth
     # projects focal * 0.1 pixels away
-    out = project_world_to_pixels([[0, 0, 1000], [100, 0, 1000]], [0, 0, 0], np.eye(3), [1500, 1400], [320, 240])
+    out = project_world_to_pixels(
+        [[0, 0, 1000], [100, 0, 1000]], [0, 0, 0], np.eye(3), [1500, 1400], [320, 240]
+    )
     np.testing.assert_allclose(out, [[320, 240], [470, 240]], atol=1e-3)
 
 
 def test_interhand_through_the_datamodule_and_missing_companion(tmp_path):
     for split in ("train", "val"):
         interhand_files(tmp_path / split)
-    entry = {"format": "interhand", "skeleton": "interhand", "metric": "pck", "half_body": False, "batch_count": 2,
-             "train": {"ann_file": "train/InterHand2.6M_test_data.json", "img_dir": "train/images/test"},
-             "val": {"ann_file": "val/InterHand2.6M_test_data.json", "img_dir": "val/images/test"}}
-    dm = MultiPoseDataModule({"ih": entry}, root=str(tmp_path), input_size=(64, 48), heatmap_size=(16, 12),
-                             batch_size=2)
+    entry = {
+        "format": "interhand",
+        "skeleton": "interhand",
+        "metric": "pck",
+        "half_body": False,
+        "batch_count": 2,
+        "train": {"ann_file": "train/InterHand2.6M_test_data.json", "img_dir": "train/images/test"},
+        "val": {"ann_file": "val/InterHand2.6M_test_data.json", "img_dir": "val/images/test"},
+    }
+    dm = MultiPoseDataModule(
+        {"ih": entry}, root=str(tmp_path), input_size=(64, 48), heatmap_size=(16, 12), batch_size=2
+    )
     dm.setup("fit")
     assert len(dm.train_datasets[0]) == 2 and len(dm.val_datasets[0]) == 2
     assert dm.entries["ih"].val.camera_file.endswith("InterHand2.6M_test_camera.json")
@@ -509,23 +904,44 @@ def test_interhand_through_the_datamodule_and_missing_companion(tmp_path):
     from multipose.data.config import DataConfigError
 
     with pytest.raises(DataConfigError, match=r"datasets\.ih\.val\.joint_file"):
-        MultiPoseDataModule({"ih": entry}, root=str(tmp_path), input_size=(64, 48), heatmap_size=(16, 12),
-                            batch_size=2)
+        MultiPoseDataModule(
+            {"ih": entry}, root=str(tmp_path), input_size=(64, 48), heatmap_size=(16, 12), batch_size=2
+        )
 
 
 def test_onehand10k(tmp_path):
     """onehand10k_{train,test}.json: 21 keypoints, sub-folder file names, missing joints all zero;
     mmpose's hand datasets drop only crowd and all-zero annotations."""
-    images = [{"file_name": "Train/source/1095.jpg", "height": H, "width": W, "id": 1},
-              {"file_name": "Train/source/1096.jpg", "height": H, "width": W, "id": 2}]
+    images = [
+        {"file_name": "Train/source/1095.jpg", "height": H, "width": W, "id": 1},
+        {"file_name": "Train/source/1096.jpg", "height": H, "width": W, "id": 2},
+    ]
     anns = [
-        {"area": 600, "bbox": [5, 5, 20, 30], "category_id": 1, "id": 1, "image_id": 1, "iscrowd": 0,
-         "keypoints": kps(21, list(range(15))), "num_keypoints": 15},
-        {"area": 600, "bbox": [5, 5, 20, 30], "category_id": 1, "id": 2, "image_id": 2, "iscrowd": 0,
-         "keypoints": [0] * 63, "num_keypoints": 0},
+        {
+            "area": 600,
+            "bbox": [5, 5, 20, 30],
+            "category_id": 1,
+            "id": 1,
+            "image_id": 1,
+            "iscrowd": 0,
+            "keypoints": kps(21, list(range(15))),
+            "num_keypoints": 15,
+        },
+        {
+            "area": 600,
+            "bbox": [5, 5, 20, 30],
+            "category_id": 1,
+            "id": 2,
+            "image_id": 2,
+            "iscrowd": 0,
+            "keypoints": [0] * 63,
+            "num_keypoints": 0,
+        },
     ]
     data = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "hand"}]}
     ann, img_dir = write_dataset(tmp_path, data)
     insts = read_coco(ann, img_dir, "onehand10k", "onehand10k")
-    hand_rule = sum(1 for a in anns if not a["iscrowd"] and max(a["keypoints"]) > 0)  # mmpose OneHand10KDataset
+    hand_rule = sum(
+        1 for a in anns if not a["iscrowd"] and max(a["keypoints"]) > 0
+    )  # mmpose OneHand10KDataset
     assert len(sample_instances(insts)) == hand_rule == mmpose_count(data) == 1

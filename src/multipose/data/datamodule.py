@@ -36,7 +36,7 @@ Bad input
     ``check_images`` (``header`` | ``decode`` | ``off``) runs a cached pre-flight check of every image a
     split uses (:mod:`multipose.data.image_check`) when the split is read; ``on_bad_image`` (``error`` |
     ``skip``) stops with the list of bad files or leaves their annotations out of training AND evaluation
-    (listed in the log; :meth:`MultiPoseDataModule.skipped_images_summary` is what goes into
+    (listed in the log; :meth:`MultiPoseDataModule.skipped_images_metrics` is what goes into
     ``metrics.json``). ``invalid_boxes`` (``skip`` | ``error``) is the policy for annotations whose box has no
     area in the image (mmpose drops them: ``skip`` keeps them as ground truth only, with the count logged).
 """
@@ -362,9 +362,22 @@ class MultiPoseDataModule(L.LightningDataModule):
         return self._val_images[name]
 
     def skipped_images_summary(self) -> dict[str, Any]:
-        """What ``metrics.json`` reports about images left out under ``on_bad_image=skip``:
+        """Images left out under ``on_bad_image=skip``:
         ``{"count": n, "files": [{"dataset", "split", "path", "reason"}, ...]}``."""
         return {"count": len(self.skipped_images), "files": [dict(f) for f in self.skipped_images]}
+
+    def skipped_images_metrics(self) -> dict[str, Any]:
+        """The ``metrics.json`` entries for images left out under ``on_bad_image=skip``:
+        ``data/skipped_images`` (count) and ``data/skipped_image_files`` (``"<dataset> <split>: <path>:
+        <reason>"`` strings, a list); empty when nothing was skipped."""
+        if not self.skipped_images:
+            return {}
+        return {
+            "data/skipped_images": float(len(self.skipped_images)),
+            "data/skipped_image_files": [
+                f"{f['dataset']} {f['split']}: {f['path']}: {f['reason']}" for f in self.skipped_images
+            ],
+        }
 
     def _dist(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

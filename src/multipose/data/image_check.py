@@ -12,7 +12,7 @@ Results are cached per file list in a JSON file keyed by each file's size and mo
 a second run checks only files that changed. The cache file is replaced atomically. ``data.on_bad_image``
 says what to do with bad files: ``error`` (default) stops with the list, ``skip`` leaves their
 annotations out and lists them in the log and in ``metrics.json``
-(:meth:`~multipose.data.datamodule.MultiPoseDataModule.skipped_images_summary`).
+(:meth:`~multipose.data.datamodule.MultiPoseDataModule.skipped_images_metrics`).
 """
 
 from __future__ import annotations

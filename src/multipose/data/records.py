@@ -38,8 +38,11 @@ class Instance:
 
     ``extra`` keeps file fields that evaluators need, verbatim under their file names: ``num_keypoints``
     (when the annotation has it; CrowdPose's counts only its 12 limb joints and decides which ground
-    truths are ignored) and ``crowdIndex`` (CrowdPose, from the image entry: the easy / medium / hard
-    split). Readers add nothing else, so the dict stays small on large files.
+    truths are ignored), ``crowdIndex`` (CrowdPose, from the image entry: the easy / medium / hard
+    split) and ``bbox`` (the file's box ``[x, y, w, h]`` when clipping changed it: COCO-style evaluation
+    uses the file's box, e.g. AIC / CrowdPose ``use_area=False``; read ``inst.extra.get("bbox", inst.bbox)``).
+    InterHand2.6M records carry ``hand`` (``"right"`` / ``"left"``). Readers add nothing else, so the
+    dict stays small on large files.
     """
 
     image_path: str

@@ -27,7 +27,8 @@ Conventions:
      ``v > 0`` (CrowdPose counts only its 12 limb joints there; not checked for COCO-WholeBody, as in
      mmpose).
 
-* ``Instance.extra`` keeps ``num_keypoints`` (when present) and the image's ``crowdIndex`` (CrowdPose);
+* ``Instance.extra`` keeps ``num_keypoints`` (when present), the image's ``crowdIndex`` (CrowdPose) and
+  the file's own ``bbox`` when clipping changed it (evaluation scores against the file's box);
   image entries become :class:`~multipose.data.records.ImageRecord` (``read_coco(...,
   return_images="records")``), images without annotations included.
 * The category is not checked (AP-10K and APT-36K number their species), as in mmpose.
@@ -291,6 +292,10 @@ def read_coco(
         extra: dict = dict(image.extra)
         if "num_keypoints" in ann:
             extra["num_keypoints"] = as_int(ann["num_keypoints"], loc, "num_keypoints")
+        if max(abs(a - b) for a, b in zip(clipped, box)) > 1e-3:
+            extra["bbox"] = list(
+                box
+            )  # the file's box: what COCO-style evaluation (use_area=False, ignore regions) uses
 
         unusable = None
         if not iscrowd:
