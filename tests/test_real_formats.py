@@ -47,7 +47,7 @@ def mmpose_count(data: dict, layout: str = "coco") -> int:
     images = {im["id"]: im for im in data["images"]}
     n = 0
     for ann in data["annotations"]:
-        if ann["iscrowd"] or "bbox" not in ann:
+        if ann.get("iscrowd", 0) or "bbox" not in ann:  # xtcocotools: a missing iscrowd is 0
             continue
         im = images[ann["image_id"]]
         x, y, w, h = ann["bbox"]
@@ -343,11 +343,12 @@ def test_coco_wholebody_v1(tmp_path):
 
 
 def test_aic_mmpose_coco_style_conversion(tmp_path):
-    """mmpose's aic_{train,val}.json: 14 keypoints, hash file names; AIC's 'not labelled' (3) became v 0,
-    a person with no labelled joint has num_keypoints 0 (its coordinates may remain)."""
+    """mmpose's aic_{train,val}.json: 14 keypoints, hash file names, an image 'url'; no 'iscrowd' and no
+    'area' fields (xtcocotools reads a missing iscrowd as 0); AIC's 'not labelled' (3) became v 0, and a
+    person with no labelled joint has num_keypoints 0 (its coordinates may remain)."""
     name = "0a00c0b5493774b3de2cf439c84702dd839af9a2.jpg"
     images = [
-        {"file_name": name, "height": H, "width": W, "id": 1},
+        {"file_name": name, "height": H, "width": W, "id": 1, "url": "http://www.sogou.com/x.jpg"},
         {"file_name": "fe5b1bc7a4c1d71dfce5ab1b6cd3b8e4e3bb5d51.jpg", "height": H, "width": W, "id": 2},
     ]
     ghost = kps(14, v=0)  # coordinates without labels
@@ -359,8 +360,6 @@ def test_aic_mmpose_coco_style_conversion(tmp_path):
             "image_id": 1,
             "category_id": 1,
             "id": 1,
-            "iscrowd": 0,
-            "area": 1200.0,
         },
         {
             "bbox": [20.0, 3.0, 30.0, 40.0],
@@ -369,8 +368,6 @@ def test_aic_mmpose_coco_style_conversion(tmp_path):
             "image_id": 1,
             "category_id": 1,
             "id": 2,
-            "iscrowd": 0,
-            "area": 1200.0,
         },
         {
             "bbox": [1.0, 1.0, 20.0, 20.0],
@@ -379,8 +376,6 @@ def test_aic_mmpose_coco_style_conversion(tmp_path):
             "image_id": 2,
             "category_id": 1,
             "id": 3,
-            "iscrowd": 0,
-            "area": 400.0,
         },
     ]
     data = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
@@ -572,7 +567,8 @@ def test_ochuman_coco_format_and_the_original_layout(tmp_path):
 
 def crowdpose_data() -> dict:
     """mmpose_crowdpose_{trainval,test}.json: `crowdIndex` per image, no `area`, `num_keypoints` counting
-    only the 12 limb joints (head top 12 and neck 13 excluded), all `iscrowd: 0`."""
+    only the 12 limb joints (head top 12 and neck 13 excluded; ~11 % of the real val annotations have
+    `num_keypoints: 0` with head / neck labelled), `iscrowd: 1` regions without keypoints."""
     images = [
         {"file_name": "114203.jpg", "id": 114203, "height": H, "width": W, "crowdIndex": 0.76},
         {"file_name": "104173.jpg", "id": 104173, "height": H, "width": W, "crowdIndex": 0.05},
@@ -616,6 +612,16 @@ def crowdpose_data() -> dict:
             "category_id": 1,
             "id": 181179,
         },
+        # a crowd region (the real val file has 106): no keypoints, a wide box
+        {
+            "num_keypoints": 0,
+            "iscrowd": 1,
+            "keypoints": [0] * 42,
+            "image_id": 114203,
+            "bbox": [0, 0, 63, 20],
+            "category_id": 1,
+            "id": 181180,
+        },
     ]
     cats = [{"supercategory": "person", "id": 1, "name": "person", "keypoints": ["left_shoulder"] * 14}]
     return {"categories": cats, "images": images, "annotations": anns}
@@ -630,8 +636,11 @@ def test_crowdpose_conventions_and_crowd_index(tmp_path):
     three = insts[2]
     assert three.num_labelled == 2 and three.unusable == "num_keypoints_0"
     # the evaluators' inputs: file num_keypoints and the image's crowdIndex on every record ...
-    assert [i.extra["num_keypoints"] for i in insts] == [12, 8, 0, 0]
-    assert [i.extra["crowdIndex"] for i in insts] == [0.76, 0.76, 0.05, 0.05]
+    assert [i.extra["num_keypoints"] for i in insts] == [12, 8, 0, 0, 0]
+    assert [i.extra["crowdIndex"] for i in insts] == [0.76, 0.76, 0.05, 0.05, 0.76]
+    assert insts[4].iscrowd
+    # the fixture follows the real convention: num_keypoints = labelled joints among the first 12
+    assert all(a["num_keypoints"] == sum(v > 0 for v in a["keypoints"][2:36:3]) for a in data["annotations"])
     # ... and on every image, the one without people included (its detections count in the hard split)
     assert {i: r.extra["crowdIndex"] for i, r in images.items()} == {114203: 0.76, 104173: 0.05, 115625: 0.93}
     assert insts[0].area == pytest.approx(30 * 40)  # no 'area' field: box area
@@ -910,8 +919,8 @@ def test_interhand_through_the_datamodule_and_missing_companion(tmp_path):
 
 
 def test_onehand10k(tmp_path):
-    """onehand10k_{train,test}.json: 21 keypoints, sub-folder file names, missing joints all zero;
-    mmpose's hand datasets drop only crowd and all-zero annotations."""
+    """onehand10k_{train,test}.json: 21 keypoints, sub-folder file names, segmentation and area but no
+    num_keypoints, missing joints all zero; mmpose's hand datasets drop only crowd and all-zero annotations."""
     images = [
         {"file_name": "Train/source/1095.jpg", "height": H, "width": W, "id": 1},
         {"file_name": "Train/source/1096.jpg", "height": H, "width": W, "id": 2},
@@ -925,7 +934,7 @@ def test_onehand10k(tmp_path):
             "image_id": 1,
             "iscrowd": 0,
             "keypoints": kps(21, list(range(15))),
-            "num_keypoints": 15,
+            "segmentation": [[5, 5, 25, 5, 25, 35]],
         },
         {
             "area": 600,
@@ -935,7 +944,7 @@ def test_onehand10k(tmp_path):
             "image_id": 2,
             "iscrowd": 0,
             "keypoints": [0] * 63,
-            "num_keypoints": 0,
+            "segmentation": [[5, 5, 25, 5, 25, 35]],
         },
     ]
     data = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "hand"}]}
