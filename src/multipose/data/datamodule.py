@@ -55,6 +55,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from multipose.data.collate import collate_samples
 from multipose.data.config import DataConfigError, DatasetEntry, parse_dataset_entries, to_plain
 from multipose.data.dataset import ImageReadError, MixedDataset, TopDownDataset
+from multipose.data.formats._common import INVALID_BOX_POLICIES
 from multipose.data.image_check import BAD_IMAGE_POLICIES, CHECK_MODES, check_image_files
 from multipose.data.records import ImageRecord, image_records
 from multipose.data.streams import MODES, MixedBatchSampler
@@ -89,9 +90,6 @@ def _pair(value: Any, what: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-
-
-INVALID_BOX_POLICIES = ("error", "skip")
 
 
 def read_split(
