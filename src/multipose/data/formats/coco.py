@@ -27,11 +27,18 @@ Conventions:
      ``v > 0`` (CrowdPose counts only its 12 limb joints there; not checked for COCO-WholeBody, as in
      mmpose).
 
+  Rule 1 uses :func:`~._common.clip_box`, so boxes of at most 1 pixel agree with mmpose 0.24 exactly
+  when ``clip_box`` follows its ``x1 + (w - 1)`` corner. mmpose's hand datasets (OneHand10K) apply only
+  rule 3; real hand files have valid boxes and no ``num_keypoints: 0`` with labels, so the counts agree.
+
 * ``Instance.extra`` keeps ``num_keypoints`` (when present), the image's ``crowdIndex`` (CrowdPose) and
   the file's own ``bbox`` when clipping changed it (evaluation scores against the file's box);
   image entries become :class:`~multipose.data.records.ImageRecord` (``read_coco(...,
   return_images="records")``), images without annotations included.
-* The category is not checked (AP-10K and APT-36K number their species), as in mmpose.
+* Optional per-annotation ``gt_all`` ``{skeleton_name: flat [K*3] list}`` (written by the synthetic
+  world) becomes ``Instance.extra_gt[skeleton_name]`` as ``[K, 3]`` arrays.
+* No category filtering: every annotation in the file is read (AP-10K and APT-36K number their species),
+  as in mmpose.
 * The original ``ochuman.json`` (boxes as corners, annotations nested in the images) is refused with a
   pointer to the COCO-format files that mmpose evaluates on (OCHumanApi ``toCocoFormart``).
 """
@@ -293,9 +300,8 @@ def read_coco(
         if "num_keypoints" in ann:
             extra["num_keypoints"] = as_int(ann["num_keypoints"], loc, "num_keypoints")
         if max(abs(a - b) for a, b in zip(clipped, box)) > 1e-3:
-            extra["bbox"] = list(
-                box
-            )  # the file's box: what COCO-style evaluation (use_area=False, ignore regions) uses
+            # the file's box: what COCO-style evaluation (use_area=False, ignore regions) uses
+            extra["bbox"] = list(box)
 
         unusable = None
         if not iscrowd:
