@@ -262,11 +262,21 @@ API_OPTIONS = {
 }
 
 
+ENTRY_REF = re.compile(r"\{\}\.([a-z_]+)")  # f"datasets.{name}.codec", f"{where}.det_file" in config.py
+
+
 def option_problems(messages: list[tuple[str, str]]) -> list[str]:
+    from dataclasses import fields
+
+    from multipose.data.config import DatasetEntry, SplitConfig
+
     keys = set(inspect.signature(MultiPoseDataModule.__init__).parameters) - {"self"}
+    entry_keys = {f.name for f in fields(DatasetEntry)} | {f.name for f in fields(SplitConfig)}
     problems = []
     for file, text in messages:
         problems += [f"{file}: data.{k} in {text!r}" for k in CONFIG_REF.findall(text) if k not in keys]
+        if file == "config.py":
+            problems += [f"{file}: .{k} in {text!r}" for k in ENTRY_REF.findall(text) if k not in entry_keys]
         for k in BARE_KWARG.findall(text):
             if k not in API_OPTIONS:
                 problems.append(f"{file}: '{k}=' in {text!r} is not a config key (write data.{k}=...)")
@@ -280,6 +290,7 @@ def test_every_option_a_message_names_exists():
     # the scan catches the messages this replaced
     assert option_problems([("x.py", "fix img_dir or pass check_images=False")])
     assert option_problems([("x.py", "set data.check_image=off")])
+    assert option_problems([("config.py", "datasets.{}.det_thr must be a number")])
     for key, (module, func) in API_OPTIONS.items():
         mod = __import__(module, fromlist=[func])
         assert key in inspect.signature(getattr(mod, func)).parameters
