@@ -364,7 +364,7 @@ def test_truncated_jpeg_error_names_file_and_annotation(world, tmp_path):
     data = good.read_bytes()
     bad.write_bytes(data[: len(data) // 2])
     assert cv2.imread(str(bad)) is not None  # OpenCV alone would happily return a half-grey image
-    with pytest.raises(ImageReadError, match=r"cut\.jpg \(annotation id 42\) is a truncated JPEG"):
+    with pytest.raises(ImageReadError, match=r"cut\.jpg \(annotation id 42\): truncated JPEG"):
         read_rgb(bad, ann_id=42)
     # through the dataset: the error names the file and the annotation id
     dm = make_dm(world)
@@ -376,7 +376,7 @@ def test_truncated_jpeg_error_names_file_and_annotation(world, tmp_path):
         ds[0]
     garbage = tmp_path / "garbage.jpg"
     garbage.write_bytes(b"not an image at all")
-    with pytest.raises(ImageReadError, match="could not be decoded"):
+    with pytest.raises(ImageReadError, match="not an image file"):
         read_rgb(garbage, ann_id=7)
     with pytest.raises(ImageReadError, match="cannot read image"):
         read_rgb(tmp_path / "missing.jpg", ann_id=7)
@@ -391,7 +391,7 @@ def test_empty_annotation_list_is_a_clear_error(world, tmp_path):
     data["annotations"] = [a for a in data["annotations"] if a["iscrowd"]]  # nothing trainable left
     ann.write_text(json.dumps(data))
     dm = make_dm(root, datasets={"a": entry("a", "coco", "coco", 4)})
-    with pytest.raises(ValueError, match=rf"no usable training instance in {ann}"):
+    with pytest.raises(ValueError, match=rf"no usable train instance in {ann}"):
         dm.setup("fit")
     skel = get_skeleton("coco")
     with pytest.raises(ValueError, match="instance list is empty"):

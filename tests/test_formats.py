@@ -74,8 +74,8 @@ def test_training_instances_logs_what_it_drops(tmp_path, caplog):
         kept = training_instances(insts)
     assert [i.ann_id for i in kept] == [10]
     msg = " ".join(r.getMessage() for r in caplog.records)
-    assert "coco_train: 1 of 3 instances kept" in msg
-    assert "1 crowd" in msg and "1 without labelled keypoints" in msg
+    assert "coco_train train: 1 of 3 records are samples" in msg
+    assert "1 crowd" in msg and "1 unlabelled" in msg
 
 
 @pytest.mark.parametrize("skeleton,k", [("aic", 14), ("crowdpose", 14), ("ap10k", 17), ("halpe", 136),
@@ -146,18 +146,20 @@ def test_coco_zero_area_box_error_and_skip(tmp_path, caplog):
             coco_ann(3, 1, 17, bbox=(100.0, 3.0, 10.0, 10.0))]  # outside the 64-px-wide image
     ann_file, img_dir = coco_file(tmp_path, [coco_image(1, "a.jpg")], anns)
     msg = _err(read_coco, ann_file, img_dir, "coco", "c")
-    assert "annotation id=2" in msg and "zero or negative" in msg and "invalid_boxes='skip'" in msg
+    assert "annotation id=2" in msg and "zero or negative" in msg and "data.invalid_boxes=skip" in msg
     with caplog.at_level(logging.WARNING, logger="multipose.data.formats"):
         insts = read_coco(ann_file, img_dir, "coco", "c", invalid_boxes="skip")
-    assert [i.ann_id for i in insts] == [1]
-    assert "skipped 2 of 3 annotations" in caplog.text
+    # kept as ground truth, never samples
+    assert [(i.ann_id, i.unusable) for i in insts] == [(1, None), (2, "invalid_box"), (3, "invalid_box")]
+    assert [i.ann_id for i in training_instances(insts)] == [1]
+    assert "2 of 3 annotations have a box without area" in caplog.text
 
 
 def test_coco_missing_image_file(tmp_path):
     ann_file, img_dir = coco_file(tmp_path, [coco_image(1, "missing.jpg")], [coco_ann(1, 1, 17)],
                                   make_images=False)
     msg = _err(read_coco, ann_file, img_dir, "coco", "c")
-    assert str(ann_file) in msg and "missing.jpg" in msg and "check_images=False" in msg
+    assert str(ann_file) in msg and "missing.jpg" in msg and "data.on_bad_image=skip" in msg
     assert len(read_coco(ann_file, img_dir, "coco", "c", check_images=False)) == 1
 
 
@@ -378,7 +380,7 @@ def test_instance_coerces_and_validates():
 
 
 def test_unknown_format_name():
-    with pytest.raises(ValueError, match="known formats: coco, coco_wholebody, mpii"):
+    with pytest.raises(ValueError, match="known formats: coco, coco_wholebody, interhand, mpii"):
         get_reader("yolo")
 
 

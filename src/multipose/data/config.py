@@ -3,14 +3,17 @@
 A data mix (``conf/data/*.yaml``) maps dataset names to entries like::
 
     syn_coco:
-      format: coco                 # coco | coco_wholebody | mpii
+      format: coco                 # coco | coco_wholebody | mpii | interhand
       skeleton: coco               # a name known to multipose.skeletons (or a path to a skeleton YAML)
       codec: udp                   # udp | msra
       metric: coco                 # coco | pckh | pck
       half_body: true
       batch_count: 8               # samples of this dataset per GLOBAL batch (fixed mode)
       train: {ann_file: syn_coco/annotations/train.json, img_dir: syn_coco/images/train}
-      val: {ann_file: ..., img_dir: ..., det_file: null, det_score_thr: 0.0}
+      val: {ann_file: ..., img_dir: ..., det_file: null, det_score_thr: 0.0, det_category_ids: [1]}
+
+InterHand2.6M entries (``format: interhand``) may also name ``camera_file`` and ``joint_file`` per split;
+by default they sit next to ``ann_file`` (``*_data.json`` -> ``*_camera.json``, ``*_joint_3d.json``).
 
 Relative paths are relative to the mix's ``root``; absolute paths are used as they are. Every error message
 names the dataset and the key and says what to change.
@@ -35,7 +38,7 @@ __all__ = [
     "to_plain",
 ]
 
-FORMATS = ("coco", "coco_wholebody", "mpii")
+FORMATS = ("coco", "coco_wholebody", "mpii", "interhand")
 METRICS = ("coco", "pckh", "pck", "nme")
 MODES = ("fixed", "proportional")
 
@@ -66,13 +69,20 @@ def resolve_path(root: str | os.PathLike | None, path: str) -> str:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Files of one split. ``ann_file``/``img_dir``/``det_file`` are resolved (absolute or root-joined)."""
+    """Files of one split. Paths are resolved (absolute or root-joined).
+
+    ``det_category_ids``: detections kept by category (mmpose keeps ``category_id == 1``, the COCO
+    person); ``None`` keeps every category. ``camera_file``/``joint_file``: InterHand2.6M only.
+    """
 
     ann_file: str
     img_dir: str
     det_file: str | None = None
     det_score_thr: float = 0.0
     head_boxes: str | None = None  # MPII: the official mpii_gt_val.mat (head boxes + ground truth for PCKh)
+    det_category_ids: tuple[int, ...] | None = (1,)
+    camera_file: str | None = None
+    joint_file: str | None = None
 
     def missing_files(self) -> list[tuple[str, str]]:
         """``(key, path)`` of every file or folder of this split that does not exist."""
@@ -81,8 +91,10 @@ class SplitConfig:
             out.append(("ann_file", self.ann_file))
         if not Path(self.img_dir).is_dir():
             out.append(("img_dir", self.img_dir))
-        if self.det_file is not None and not Path(self.det_file).is_file():
-            out.append(("det_file", self.det_file))
+        for key in ("det_file", "camera_file", "joint_file"):
+            path = getattr(self, key)
+            if path is not None and not Path(path).is_file():
+                out.append((key, path))
         if self.head_boxes is not None and not Path(self.head_boxes).is_file():
             out.append(("head_boxes", self.head_boxes))
         return out
@@ -128,7 +140,7 @@ _ENTRY_KEYS = {f.name for f in fields(DatasetEntry)} - {"name"}
 _SPLIT_KEYS = {f.name for f in fields(SplitConfig)}
 
 
-def _parse_split(name: str, split: str, raw: Any, root: str | None) -> SplitConfig:
+def _parse_split(name: str, split: str, raw: Any, root: str | None, fmt: str = "coco") -> SplitConfig:
     where = f"datasets.{name}.{split}"
     if not isinstance(raw, Mapping):
         raise DataConfigError(f"{where} must be a mapping with ann_file and img_dir, got {raw!r}")
@@ -152,12 +164,39 @@ def _parse_split(name: str, split: str, raw: Any, root: str | None) -> SplitConf
         raise DataConfigError(
             f"{where}.det_file: detections are only used for validation; remove it from train"
         )
+    cats = raw.get("det_category_ids", (1,))
+    if cats is not None:
+        if isinstance(cats, (int, str)) or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in cats
+        ):
+            raise DataConfigError(
+                f"{where}.det_category_ids must be a list of integers or null, got {cats!r}"
+            )
+        cats = tuple(int(c) for c in cats)
+    ann_file = resolve_path(root, raw["ann_file"])
+    hand_files: dict[str, str | None] = {}
+    for key in ("camera_file", "joint_file"):
+        value = raw.get(key)
+        if value is not None and fmt != "interhand":
+            raise DataConfigError(f"{where}.{key} is only used by format 'interhand'; remove it")
+        hand_files[key] = resolve_path(root, value) if value else None
+    if fmt == "interhand" and not all(hand_files.values()):
+        from multipose.data.formats.interhand import companion_files
+        from multipose.data.records import DatasetFormatError
+
+        try:
+            derived = dict(zip(("camera_file", "joint_file"), map(str, companion_files(ann_file))))
+        except DatasetFormatError as err:
+            raise DataConfigError(f"{where}: {err}") from None
+        hand_files = {k: v or derived[k] for k, v in hand_files.items()}
     return SplitConfig(
-        ann_file=resolve_path(root, raw["ann_file"]),
+        ann_file=ann_file,
         img_dir=resolve_path(root, raw["img_dir"]),
         det_file=resolve_path(root, det_file) if det_file else None,
         det_score_thr=thr,
         head_boxes=resolve_path(root, raw["head_boxes"]) if raw.get("head_boxes") else None,
+        det_category_ids=cats,
+        **hand_files,
     )
 
 
@@ -221,8 +260,8 @@ def parse_entry(name: str, raw: Any, root: str | None) -> DatasetEntry:
         name=str(name),
         format=fmt,
         skeleton=str(skeleton),
-        train=_parse_split(name, "train", raw["train"], root),
-        val=_parse_split(name, "val", raw["val"], root),
+        train=_parse_split(name, "train", raw["train"], root, fmt),
+        val=_parse_split(name, "val", raw["val"], root, fmt),
         batch_count=count,
         codec=codec,
         metric=metric,

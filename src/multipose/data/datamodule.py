@@ -23,10 +23,22 @@ Stream position and checkpoints
 
 Validation
     ``val_dataloader()`` returns one loader per dataset, in mix order (dataloader index == dataset index),
-    with the deterministic validation transform, over GT boxes (non-crowd instances with labelled keypoints)
-    or, when the entry's ``val.det_file`` is set, over detections with ``score >= det_score_thr``. Under DDP
+    with the deterministic validation transform, over GT boxes (the same samples mmpose validates on, see
+    :func:`multipose.data.formats.sample_instances`) or, when the entry's ``val.det_file`` is set, over
+    detections with ``score >= det_score_thr`` and ``category_id`` in ``det_category_ids``. Under DDP
     each rank gets an interleaved shard **without padding** (no duplicated samples, ranks may differ by one
     sample); evaluators gather and merge by ``ann_id``. ``val_batch_size`` is per process.
+    ``val_instances(name)`` are all ground-truth records of the validation file (what evaluators score),
+    ``val_images(name)`` every image entry of it (:class:`~multipose.data.records.ImageRecord`, images
+    without annotations included; CrowdPose's ``crowdIndex`` in ``extra``).
+
+Bad input
+    ``check_images`` (``header`` | ``decode`` | ``off``) runs a cached pre-flight check of every image a
+    split uses (:mod:`multipose.data.image_check`) when the split is read; ``on_bad_image`` (``error`` |
+    ``skip``) stops with the list of bad files or leaves their annotations out of training AND evaluation
+    (listed in the log; :meth:`MultiPoseDataModule.skipped_images_metrics` is what goes into
+    ``metrics.json``). ``invalid_boxes`` (``skip`` | ``error``) is the policy for annotations whose box has no
+    area in the image (mmpose drops them: ``skip`` keeps them as ground truth only, with the count logged).
 """
 
 from __future__ import annotations
@@ -37,13 +49,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from multipose.data.collate import collate_samples
 from multipose.data.config import DataConfigError, DatasetEntry, parse_dataset_entries, to_plain
-from multipose.data.dataset import MixedDataset, TopDownDataset
+from multipose.data.dataset import ImageReadError, MixedDataset, TopDownDataset
+from multipose.data.formats._common import INVALID_BOX_POLICIES
+from multipose.data.image_check import BAD_IMAGE_POLICIES, CHECK_MODES, check_image_files
+from multipose.data.records import ImageRecord, image_records
 from multipose.data.streams import MODES, MixedBatchSampler
 
 __all__ = ["MultiPoseDataModule", "filter_train_instances", "read_split"]
@@ -78,61 +92,83 @@ def _pair(value: Any, what: str) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def read_split(entry: DatasetEntry, split: str, skeleton: Any, return_images: bool = False) -> Any:
+def read_split(
+    entry: DatasetEntry,
+    split: str,
+    skeleton: Any,
+    return_images: bool | str = False,
+    invalid_boxes: str = "skip",
+) -> Any:
     """All records of one split of one dataset (GT annotations, crowd included), via the format reader.
 
-    With ``return_images=True`` returns ``(records, {image_id: image_path})`` (needed for detections).
+    With ``return_images=True`` returns ``(records, {image_id: image_path})`` (needed for detections),
+    with ``"records"`` ``(records, {image_id: ImageRecord})``. Image files are not checked here (the
+    DataModule's pre-flight does that).
     """
     from multipose.data.formats import get_reader
 
     cfg = getattr(entry, split)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"check_images": False}
     if entry.format in ("coco", "coco_wholebody"):
-        kwargs["invalid_boxes"] = "skip"  # as mmpose: drop zero-size boxes (the reader logs the count)
+        kwargs["invalid_boxes"] = invalid_boxes
     if getattr(cfg, "head_boxes", None):
         kwargs["head_boxes"] = cfg.head_boxes  # MPII official mpii_gt_val.mat
+    if entry.format == "interhand":
+        kwargs.update(camera_file=cfg.camera_file, joint_file=cfg.joint_file)
     reader = get_reader(entry.format)
-    return reader(
-        cfg.ann_file,
-        cfg.img_dir,
-        skeleton=skeleton,
-        dataset=entry.name,
-        return_images=return_images,
-        **kwargs,
+    want = return_images
+    if entry.format == "mpii" and return_images == "records":
+        want = True  # the MPII reader returns paths; wrapped below
+    out = reader(
+        cfg.ann_file, cfg.img_dir, skeleton=skeleton, dataset=entry.name, return_images=want, **kwargs
     )
+    if return_images == "records" and want is True:
+        return out[0], image_records(out[1])
+    return out
 
 
-def read_val_detections(entry: DatasetEntry, skeleton: Any, img_index: Mapping[int, str]) -> list[Any]:
-    """Detections of ``entry.val.det_file`` with score >= ``det_score_thr``; ``img_index`` maps image id ->
-    image path (from the validation annotation file)."""
+def read_val_detections(
+    entry: DatasetEntry,
+    skeleton: Any,
+    img_index: Mapping[int, str | ImageRecord],
+    invalid_boxes: str = "skip",
+) -> list[Any]:
+    """Detections of ``entry.val.det_file`` with score >= ``det_score_thr`` and category in
+    ``det_category_ids``; ``img_index`` maps image id -> image path or record (from the validation file)."""
     from multipose.data.formats import read_detections
 
     cfg = entry.val
     return read_detections(
-        cfg.det_file, img_index, dataset=entry.name, skeleton=skeleton, score_thr=cfg.det_score_thr
+        cfg.det_file,
+        img_index,
+        dataset=entry.name,
+        skeleton=skeleton,
+        score_thr=cfg.det_score_thr,
+        category_ids=cfg.det_category_ids,
+        invalid_boxes=invalid_boxes,
     )
 
 
-def filter_train_instances(instances: Sequence[Any], name: str, source: str) -> list[Any]:
-    """Training instances (not crowd, at least one labelled keypoint; counts logged by the filter).
+def filter_train_instances(
+    instances: Sequence[Any], name: str, source: str, split: str = "train"
+) -> list[Any]:
+    """Top-down samples of a split (:func:`multipose.data.formats.sample_instances`; counts logged).
 
     Raises ``ValueError`` naming ``source`` if nothing is left.
     """
-    from multipose.data.formats import training_instances
+    from multipose.data.formats import drop_reason, sample_instances
 
-    kept = training_instances(instances, log=log, dataset=name)
+    kept = sample_instances(instances, log=log, dataset=name, split=split)
     if not kept:
-        crowd = sum(bool(i.iscrowd) for i in instances)
+        reasons: dict[str, int] = {}
+        for inst in instances:
+            r = drop_reason(inst)
+            reasons[r] = reasons.get(r, 0) + 1
         raise ValueError(
-            f"dataset {name!r}: no usable training instance in {source} ({len(instances)} read, {crowd} crowd, "
-            "the rest without labelled keypoints). Check the annotation file."
+            f"dataset {name!r}: no usable {split} instance in {source} ({len(instances)} read; dropped: {reasons}). "
+            "Check the annotation file."
         )
     return kept
-
-
-def _val_gt_instances(instances: Sequence[Any]) -> list[Any]:
-    """Validation samples with GT boxes: non-crowd instances with at least one labelled keypoint."""
-    return [i for i in instances if not i.iscrowd and (np.asarray(i.keypoints)[:, 2] > 0).any()]
 
 
 class ShardSampler(DistributedSampler):
@@ -159,8 +195,15 @@ class ShardSampler(DistributedSampler):
 
 
 AUGMENTATION_KEYS = {
-    "flip_prob", "half_body_prob", "num_joints_half_body", "scale_factor", "rot_factor", "rot_prob", "padding",
-    "center_shift_prob", "center_shift_factor",
+    "flip_prob",
+    "half_body_prob",
+    "num_joints_half_body",
+    "scale_factor",
+    "rot_factor",
+    "rot_prob",
+    "padding",
+    "center_shift_prob",
+    "center_shift_factor",
 }
 
 
@@ -187,6 +230,10 @@ class MultiPoseDataModule(L.LightningDataModule):
             ViTPose's. ``half_body_prob`` applies only to datasets whose entry has ``half_body: true``.
             ``center_shift_prob`` / ``center_shift_factor``: random box-centre shift (off unless set).
         skeleton_dirs: folders of user skeleton YAMLs, registered before the entries are validated.
+        check_images: pre-flight image check, ``header`` | ``decode`` | ``off`` (see "Bad input" above).
+        on_bad_image: ``error`` (stop at start-up with the list) | ``skip`` (leave them out, listed).
+        invalid_boxes: ``skip`` (as mmpose; counted) | ``error`` for annotations whose box has no area.
+        image_check_cache: folder for the image-check cache; ``None``: ``<root>/.multipose_cache``.
     """
 
     def __init__(
@@ -208,6 +255,10 @@ class MultiPoseDataModule(L.LightningDataModule):
         photometric: bool | Mapping[str, Any] = True,
         augmentation: Mapping[str, Any] | None = None,
         skeleton_dirs: Sequence[str] | None = None,
+        check_images: str = "header",
+        on_bad_image: str = "error",
+        invalid_boxes: str = "skip",
+        image_check_cache: str | os.PathLike | None = None,
     ):
         super().__init__()
         from multipose.data.codecs import build_codec
@@ -255,6 +306,27 @@ class MultiPoseDataModule(L.LightningDataModule):
                 f"data.augmentation has unknown key(s) {unknown}; valid keys: {sorted(AUGMENTATION_KEYS)}"
             )
 
+        for key, value, allowed in (
+            ("check_images", check_images, CHECK_MODES),
+            ("on_bad_image", on_bad_image, BAD_IMAGE_POLICIES),
+            ("invalid_boxes", invalid_boxes, INVALID_BOX_POLICIES),
+        ):
+            if value not in allowed:
+                raise DataConfigError(
+                    f"data.{key} = {value!r} is unknown; valid values: {', '.join(allowed)}"
+                )
+        self.check_images = str(check_images)
+        self.on_bad_image = str(on_bad_image)
+        self.invalid_boxes = str(invalid_boxes)
+        if image_check_cache is not None:
+            self.image_check_cache: str | None = os.path.expanduser(str(image_check_cache))
+        else:
+            self.image_check_cache = (
+                None if self.root is None else os.path.join(self.root, ".multipose_cache")
+            )
+        #: images left out under on_bad_image=skip: dicts with dataset, split, path, reason
+        self.skipped_images: list[dict[str, str]] = []
+
         self.dataset_names: list[str] = list(self.entries)
         self.skeletons = {n: get_skeleton(e.skeleton) for n, e in self.entries.items()}
         self.kmax = max(s.num_keypoints for s in self.skeletons.values())
@@ -269,7 +341,8 @@ class MultiPoseDataModule(L.LightningDataModule):
         self.train_datasets: list[TopDownDataset] = []
         self.val_datasets: list[TopDownDataset] = []
         self._val_instances: dict[str, list[Any]] = {}
-        self._val_images: dict[str, dict[int, str]] = {}
+        self._val_images: dict[str, dict[int, ImageRecord]] = {}
+        self._val_samples: dict[str, list[Any]] = {}
         self._train_sampler: MixedBatchSampler | None = None
         self._consumed = 0  # global index of the next training batch that will reach the model
 
@@ -291,6 +364,30 @@ class MultiPoseDataModule(L.LightningDataModule):
         if name not in self._val_images:
             self._load_val(name)
         return sorted(self._val_images[name])
+    def val_images(self, name: str) -> dict[int, ImageRecord]:
+        """Every image entry of ``name``'s validation file, ``{image_id: ImageRecord}`` (images without
+        annotations included, images left out under ``on_bad_image=skip`` excluded)."""
+        if name not in self._val_images:
+            self._load_val(name)
+        return self._val_images[name]
+
+    def skipped_images_summary(self) -> dict[str, Any]:
+        """Images left out under ``on_bad_image=skip``:
+        ``{"count": n, "files": [{"dataset", "split", "path", "reason"}, ...]}``."""
+        return {"count": len(self.skipped_images), "files": [dict(f) for f in self.skipped_images]}
+
+    def skipped_images_metrics(self) -> dict[str, Any]:
+        """The ``metrics.json`` entries for images left out under ``on_bad_image=skip``:
+        ``data/skipped_images`` (count) and ``data/skipped_image_files`` (``"<dataset> <split>: <path>:
+        <reason>"`` strings, a list); empty when nothing was skipped."""
+        if not self.skipped_images:
+            return {}
+        return {
+            "data/skipped_images": float(len(self.skipped_images)),
+            "data/skipped_image_files": [
+                f"{f['dataset']} {f['split']}: {f['path']}: {f['reason']}" for f in self.skipped_images
+            ],
+        }
 
     def _dist(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -347,15 +444,67 @@ class MultiPoseDataModule(L.LightningDataModule):
         ensure_world(self.root, **opts)
         log.info("Synthetic world ready in %.1f s", time.perf_counter() - start)
 
+    def _bad_images(self, name: str, split: str, paths: set[str]) -> set[str]:
+        """Pre-flight check of ``paths``: raises under ``on_bad_image=error``, else returns the bad ones
+        (recorded in ``skipped_images`` and logged)."""
+        bad = check_image_files(
+            paths, self.check_images, self.image_check_cache, desc=f"{name} {split}: checking images"
+        )
+        if not bad:
+            return set()
+        listing = [f"{p}: {r}" for p, r in sorted(bad.items())]
+        if self.on_bad_image == "error":
+            shown = "\n  ".join(listing[:10]) + (
+                f"\n  ... and {len(listing) - 10} more" if len(listing) > 10 else ""
+            )
+            raise ImageReadError(
+                f"dataset {name!r} ({split}): {len(bad)} of {len(paths)} image files are missing or corrupt "
+                f"(data.check_images={self.check_images}):\n  {shown}\nRe-download or re-extract them, fix the "
+                "dataset's img_dir, or set data.on_bad_image=skip to leave their annotations out (they are "
+                "listed in the log and in metrics.json)."
+            )
+        log.warning(
+            "%s %s: leaving out %d of %d images and their annotations (data.on_bad_image=skip):\n  %s",
+            name,
+            split,
+            len(bad),
+            len(paths),
+            "\n  ".join(listing),
+        )
+        self.skipped_images.extend(
+            {"dataset": name, "split": split, "path": p, "reason": r} for p, r in sorted(bad.items())
+        )
+        return set(bad)
+
     def _load_val(self, name: str) -> None:
+        """Read the validation records, image entries and samples (GT boxes or detections) of ``name``."""
         entry = self.entries[name]
         entry.check_files(("val",))
-        records, images = read_split(entry, "val", self.skeletons[name], return_images=True)
+        records, images = read_split(
+            entry, "val", self.skeletons[name], return_images="records", invalid_boxes=self.invalid_boxes
+        )
+        if entry.val.det_file is not None:
+            samples = read_val_detections(entry, self.skeletons[name], images, self.invalid_boxes)
+            source = (
+                f"{len(samples)} detections (score >= {entry.val.det_score_thr:g}) from {entry.val.det_file}"
+            )
+        else:
+            samples = (
+                filter_train_instances(records, name, entry.val.ann_file, split="val") if records else []
+            )
+            source = f"{len(samples)} GT boxes ({len(records)} records incl. crowd)"
+        bad = self._bad_images(name, "val", {r.image_path for r in records} | {s.image_path for s in samples})
+        if bad:
+            records = [r for r in records if r.image_path not in bad]
+            samples = [s for s in samples if s.image_path not in bad]
+            images = {i: im for i, im in images.items() if im.path not in bad}
+        log.info("%s val: %s", name, source)
         self._val_instances[name] = records
         self._val_images[name] = images
+        self._val_samples[name] = samples
 
     def setup(self, stage: str | None = None) -> None:
-        """Read the annotation files and build the datasets (idempotent).
+        """Read the annotation files, check the images and build the datasets (idempotent).
 
         ``fit`` builds training and validation sets, ``validate``/``test`` only validation sets.
         """
@@ -369,8 +518,15 @@ class MultiPoseDataModule(L.LightningDataModule):
                     log.info("%s: batch_count 0, not read for training", name)
                     instances: list[Any] = []
                 else:
-                    records = read_split(entry, "train", self.skeletons[name])
+                    records = read_split(
+                        entry, "train", self.skeletons[name], invalid_boxes=self.invalid_boxes
+                    )
                     instances = filter_train_instances(records, name, entry.train.ann_file)
+                    bad = self._bad_images(name, "train", {i.image_path for i in instances})
+                    if bad:
+                        instances = [i for i in instances if i.image_path not in bad]
+                        if not instances:
+                            raise ValueError(f"dataset {name!r}: every training image was left out as bad")
                 train.append(instances)
             self.train_datasets = [
                 self._dataset(n, inst, train=True) if inst else None  # type: ignore[misc]
@@ -379,19 +535,9 @@ class MultiPoseDataModule(L.LightningDataModule):
         if not self.val_datasets:
             val = []
             for name, entry in self.entries.items():
-                gt = self.val_instances(name)
-                if entry.val.det_file is not None:
-                    samples = read_val_detections(entry, self.skeletons[name], self._val_images[name])
-                    log.info(
-                        "%s val: %d detections (score >= %g) from %s",
-                        name,
-                        len(samples),
-                        entry.val.det_score_thr,
-                        entry.val.det_file,
-                    )
-                else:
-                    samples = _val_gt_instances(gt)
-                    log.info("%s val: %d GT boxes (%d records incl. crowd)", name, len(samples), len(gt))
+                if name not in self._val_samples:
+                    self._load_val(name)
+                samples = self._val_samples[name]
                 if not samples:
                     raise ValueError(
                         f"dataset {name!r}: no validation sample in "

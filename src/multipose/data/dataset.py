@@ -34,13 +34,6 @@ from torch.utils.data import Dataset
 
 __all__ = ["ImageReadError", "MixedDataset", "TopDownDataset", "read_rgb"]
 
-_JPEG_SOI = b"\xff\xd8"
-_JPEG_EOI = b"\xff\xd9"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_PNG_IEND = b"IEND"
-# Bytes at the end of a JPEG that may follow the EOI marker (some writers pad or append metadata).
-_JPEG_TAIL = 4096
-
 
 class ImageReadError(OSError):
     """An image file is missing, unreadable, truncated or corrupt; the message names the file and the
@@ -63,35 +56,31 @@ def read_rgb(path: str | Path, ann_id: int | None = None) -> np.ndarray:
     """Read an image as ``uint8 [H, W, 3]`` RGB, refusing truncated JPEG/PNG files.
 
     ``cv2.imread`` silently returns a partially grey image for a truncated JPEG, so the encoded bytes are
-    checked first: a JPEG must contain its end-of-image marker ``FFD9`` near the end of the file (inside
-    entropy-coded data ``FF`` is always stuffed, so the marker cannot occur by accident), a PNG its ``IEND``
-    chunk. Raises :class:`ImageReadError` naming the file and ``ann_id``.
+    checked first (:func:`multipose.data.image_check.header_problem`): a JPEG must contain its end-of-image
+    marker ``FFD9`` near the end of the file (inside entropy-coded data ``FF`` is always stuffed, so the
+    marker cannot occur by accident), a PNG its ``IEND`` chunk. Raises :class:`ImageReadError` naming the
+    file and ``ann_id``.
     """
+    from multipose.data.image_check import TAIL_BYTES, header_problem
+
     try:
         data = Path(path).read_bytes()
     except OSError as err:
         raise ImageReadError(
             f"cannot read image {_where(path, ann_id)}: {err.strerror or err}. Check the dataset's img_dir "
-            "and that the file exists."
+            "and that the file exists (data.check_images=header finds such files at start-up)."
         ) from err
-    if not data:
-        raise ImageReadError(f"image {_where(path, ann_id)} is empty (0 bytes); re-download or remove it")
-    if data.startswith(_JPEG_SOI):
-        if data.rfind(_JPEG_EOI, max(0, len(data) - _JPEG_TAIL)) < 0:
-            raise ImageReadError(
-                f"image {_where(path, ann_id)} is a truncated JPEG (no end-of-image marker, {len(data)} bytes); "
-                "re-download or re-extract it"
-            )
-    elif data.startswith(_PNG_MAGIC):
-        if data.rfind(_PNG_IEND, max(0, len(data) - 64)) < 0:
-            raise ImageReadError(
-                f"image {_where(path, ann_id)} is a truncated PNG (no IEND chunk); re-download or re-extract it"
-            )
+    problem = header_problem(data[:16], data[-TAIL_BYTES:], len(data))
+    if problem is not None:
+        raise ImageReadError(
+            f"image {_where(path, ann_id)}: {problem}; re-download or re-extract it, or set "
+            "data.on_bad_image=skip with data.check_images=header to leave it out at start-up"
+        )
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageReadError(
             f"image {_where(path, ann_id)} could not be decoded (corrupt or unsupported format); "
-            "re-download or remove it"
+            "re-download or remove it (data.check_images=decode finds such files at start-up)"
         )
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 

@@ -6,11 +6,13 @@ format name            reader
 ``coco``               :func:`read_coco` (COCO, AIC, AP-10K, APT-36K, CrowdPose, OCHuman, Halpe)
 ``coco_wholebody``     :func:`read_coco` with ``layout="coco_wholebody"`` (separate part fields)
 ``mpii``               :func:`read_mpii` (MPII common JSON list)
+``interhand``          :func:`read_interhand` (InterHand2.6M: data + camera + 3D joint files, per hand)
 detections             :func:`read_detections` (COCO results format, for detected-box validation)
 =====================  ==========================================================================
 
 All readers raise :class:`DatasetFormatError` (a ``ValueError``) naming the file, the annotation and
-the fix. :func:`training_instances` drops crowd / unlabelled instances and logs the counts.
+the fix. Readers return every annotation (crowd and unusable ones flagged); :func:`sample_instances`
+keeps the top-down samples by the format's reference rules and logs the counts per reason.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from ..records import DatasetFormatError, Instance
+from ..records import DatasetFormatError, ImageRecord, Instance
 from .coco import WHOLEBODY_PARTS, read_coco, read_coco_images
 from .detections import read_detections
-from .filters import training_instances
+from .filters import drop_reason, sample_instances, training_instances
+from .interhand import read_interhand
 from .mpii import MPII_HEAD_FACTOR, read_mpii
 
 __all__ = [
@@ -29,12 +32,16 @@ __all__ = [
     "READERS",
     "WHOLEBODY_PARTS",
     "DatasetFormatError",
+    "ImageRecord",
     "Instance",
+    "drop_reason",
     "get_reader",
     "read_coco",
     "read_coco_images",
     "read_detections",
+    "read_interhand",
     "read_mpii",
+    "sample_instances",
     "training_instances",
 ]
 
@@ -43,6 +50,7 @@ READERS: dict[str, Callable[..., object]] = {
     "coco": read_coco,
     "coco_wholebody": functools.partial(read_coco, layout="coco_wholebody"),
     "mpii": read_mpii,
+    "interhand": read_interhand,
 }
 
 

@@ -27,8 +27,9 @@ class Loc:
 
     __slots__ = ("file", "ann_id", "index", "list_name")
 
-    def __init__(self, file: str | Path, ann_id: Any = None, index: int | None = None,
-                 list_name: str = "annotations") -> None:
+    def __init__(
+        self, file: str | Path, ann_id: Any = None, index: int | None = None, list_name: str = "annotations"
+    ) -> None:
         self.file, self.ann_id, self.index, self.list_name = file, ann_id, index, list_name
 
     def __str__(self) -> str:
@@ -40,7 +41,9 @@ class Loc:
         return f"{self.file}: {' '.join(loc)}" if loc else str(self.file)
 
 
-def where(file: str | Path, ann_id: Any = None, index: int | None = None, list_name: str = "annotations") -> Loc:
+def where(
+    file: str | Path, ann_id: Any = None, index: int | None = None, list_name: str = "annotations"
+) -> Loc:
     """Location of an annotation for error messages (see :class:`Loc`)."""
     return Loc(file, ann_id, index, list_name)
 
@@ -59,7 +62,9 @@ def load_json(path: str | Path, what: str) -> Any:
             f"expected a {what} file - re-export or re-download it"
         ) from None
     except UnicodeDecodeError as exc:
-        raise DatasetFormatError(f"{path}: not a UTF-8 text file ({exc}); expected a {what} JSON file") from None
+        raise DatasetFormatError(
+            f"{path}: not a UTF-8 text file ({exc}); expected a {what} JSON file"
+        ) from None
 
 
 def require(obj: Mapping[str, Any], key: str, loc: str | Loc, hint: str = "") -> Any:
@@ -79,7 +84,9 @@ def as_float_array(value: Any, loc: str | Loc, field: str, length: int | None = 
     try:
         arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
-        raise DatasetFormatError(f"{loc}: field '{field}' must be a list of numbers, got {value!r:.80}") from None
+        raise DatasetFormatError(
+            f"{loc}: field '{field}' must be a list of numbers, got {value!r:.80}"
+        ) from None
     if arr.ndim == 0:
         raise DatasetFormatError(f"{loc}: field '{field}' must be a list of numbers, got {value!r:.80}")
     arr = arr.reshape(-1)
@@ -109,13 +116,15 @@ def as_int(value: Any, loc: str | Loc, field: str) -> int:
 
 def check_policy(invalid_boxes: str) -> None:
     if invalid_boxes not in INVALID_BOX_POLICIES:
-        raise ValueError(f"invalid_boxes must be one of {INVALID_BOX_POLICIES}, got {invalid_boxes!r}")
+        raise ValueError(f"data.invalid_boxes must be one of {INVALID_BOX_POLICIES}, got {invalid_boxes!r}")
 
 
 def as_box(value: Any, loc: str | Loc, field: str = "bbox") -> tuple[float, float, float, float]:
     """An ``xywh`` box as four finite python floats."""
     if not isinstance(value, (list, tuple)) or len(value) != 4:
-        raise DatasetFormatError(f"{loc}: field '{field}' must be a list [x, y, w, h] of 4 numbers, got {value!r:.80}")
+        raise DatasetFormatError(
+            f"{loc}: field '{field}' must be a list [x, y, w, h] of 4 numbers, got {value!r:.80}"
+        )
     try:
         x, y, w, h = (float(v) for v in value)
     except (TypeError, ValueError):
@@ -146,5 +155,6 @@ def check_images_exist(paths: Iterable[str], file: str | Path, img_dir: str | Pa
         shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
         raise DatasetFormatError(
             f"{file}: {len(missing)} image file(s) referenced by annotations do not exist under img_dir "
-            f"'{img_dir}' (e.g. {shown}); fix img_dir in the data config or pass check_images=False"
+            f"'{img_dir}' (e.g. {shown}); fix img_dir in the data config, or set data.on_bad_image=skip to "
+            "leave their annotations out (listed in the log and metrics.json)"
         )

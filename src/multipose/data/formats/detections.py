@@ -14,15 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from ...skeletons import Skeleton, get_skeleton
-from ..records import DatasetFormatError, Instance
+from ..records import DatasetFormatError, ImageRecord, Instance
 from ._common import Loc, as_box, as_float, as_int, box_is_valid, check_policy, load_json, logger, require
 
 __all__ = ["read_detections"]
 
 
+def _path(entry: str | ImageRecord) -> str:
+    return entry.path if isinstance(entry, ImageRecord) else str(entry)
+
+
 def read_detections(
     det_file: str | Path,
-    img_index: Mapping[int, str],
+    img_index: Mapping[int, str | ImageRecord],
     dataset: str,
     skeleton: str | Skeleton,
     score_thr: float = 0.0,
@@ -31,8 +35,11 @@ def read_detections(
     log: logging.Logger | None = None,
 ) -> list[Instance]:
     """Read detections, keeping those with ``score >= score_thr`` (and ``category_id`` in ``category_ids``
-    when given). ``img_index`` maps ``image_id -> image path`` (``read_coco(..., return_images=True)``
-    or ``read_coco_images``). Dropped counts are logged.
+    when given; mmpose keeps ``category_id == 1`` only). ``img_index`` maps ``image_id -> image path`` or
+    :class:`ImageRecord` (``read_coco(..., return_images=True | "records")`` or ``read_coco_images``);
+    detections on images without annotations are kept (they are false positives to the evaluation).
+    Boxes of zero or negative size raise unless ``invalid_boxes="skip"`` (``data.invalid_boxes``).
+    Dropped counts are logged.
     """
     log = log or logger
     check_policy(invalid_boxes)
@@ -73,12 +80,12 @@ def read_detections(
                 n_bad += 1
                 continue
             raise DatasetFormatError(
-                f"{loc}: bbox {list(box)} has zero or negative width/height; fix the file or pass "
-                "invalid_boxes='skip' (the count is logged)"
+                f"{loc}: bbox {list(box)} has zero or negative width/height; fix the file or set "
+                "data.invalid_boxes=skip to drop such detections (the count is logged)"
             )
         out.append(
             Instance(
-                image_path=img_index[image_id],
+                image_path=_path(img_index[image_id]),
                 image_id=image_id,
                 ann_id=-1,
                 dataset=dataset,
@@ -90,6 +97,13 @@ def read_detections(
         )
     log.info(
         "%s: %d of %d detections kept from %s (%d below score_thr=%g, %d other categories, %d invalid boxes)",
-        dataset, len(out), len(data), det_file, n_low, score_thr, n_cat, n_bad,
+        dataset,
+        len(out),
+        len(data),
+        det_file,
+        n_low,
+        score_thr,
+        n_cat,
+        n_bad,
     )
     return out

@@ -149,7 +149,9 @@ def read_mpii(
             f"got {type(data).__name__}"
         )
     if not data:
-        raise DatasetFormatError(f"{ann_file}: the annotation list is empty; point the dataset at a file with entries")
+        raise DatasetFormatError(
+            f"{ann_file}: the annotation list is empty; point the dataset at a file with entries"
+        )
 
     def loc_of(i: int) -> str:
         return f"{ann_file}: annotation id={i + 1} (entry [{i}])"
@@ -187,7 +189,9 @@ def read_mpii(
         center_raw = as_float_array(require(entry, "center", loc), loc, "center", length=2)
         s0 = as_float(require(entry, "scale", loc), loc, "scale")
         if s0 <= 0:
-            raise DatasetFormatError(f"{loc}: field 'scale' must be a positive number (person height / 200), got {s0}")
+            raise DatasetFormatError(
+                f"{loc}: field 'scale' must be a positive number (person height / 200), got {s0}"
+            )
 
         labelled = vis > 0
         kps = np.zeros((k, 3), dtype=np.float32)
@@ -230,7 +234,9 @@ def read_mpii(
             hb = as_float_array(entry["headbox"], loc, "headbox", length=4)
             diag = float(np.hypot(hb[2] - hb[0], hb[3] - hb[1]))
             if diag <= 0:
-                raise DatasetFormatError(f"{loc}: field 'headbox' {hb.tolist()} has zero size; expected [x1, y1, x2, y2]")
+                raise DatasetFormatError(
+                    f"{loc}: field 'headbox' {hb.tolist()} has zero size; expected [x1, y1, x2, y2]"
+                )
             head_size, head_source = MPII_HEAD_FACTOR * diag, "head_box"
         elif neck is not None and top is not None and labelled[neck] and labelled[top]:
             head_size, head_source = float(np.linalg.norm(kps[top, :2] - kps[neck, :2])), "neck_head"
@@ -270,7 +276,10 @@ def read_mpii(
     if n_head_missing:
         log.warning(
             "%s: %d of %d entries have neither 'headbox' nor labelled upper_neck+head_top; head_size is None "
-            "(PCKh cannot be computed for them)", dataset, n_head_missing, len(data),
+            "(PCKh cannot be computed for them)",
+            dataset,
+            n_head_missing,
+            len(data),
         )
     if check_images:
         check_images_exist({inst.image_path for inst in instances}, ann_file, img_dir)
