@@ -668,6 +668,17 @@ def test_crowdpose_through_the_datamodule(tmp_path):
     assert len(dm.train_datasets[0]) == 2 and len(dm.val_datasets[0]) == 2
     assert dm.val_images("crowdpose")[115625].extra == {"crowdIndex": 0.93}
     assert {i.extra["crowdIndex"] for i in dm.val_instances("crowdpose")} == {0.76, 0.05}
+    # the reader's crowdIndex reaches the CrowdPose evaluator, images without people included
+    from multipose.evaluation import build_evaluator
+
+    ev = build_evaluator(
+        "coco",
+        "crowdpose",
+        dm.val_instances("crowdpose"),
+        dm.skeletons["crowdpose"],
+        image_ids=dm.val_image_ids("crowdpose"),
+    )
+    assert {im["id"]: im.get("crowdIndex") for im in ev.gt["images"]} == {114203: 0.76, 104173: 0.05, 115625: 0.93}
 
 
 # ------------------------------------------------------------------------------------------------ Halpe

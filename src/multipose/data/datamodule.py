@@ -359,11 +359,12 @@ class MultiPoseDataModule(L.LightningDataModule):
             self._load_val(name)
         return self._val_instances[name]
 
-    def val_image_ids(self, name: str) -> list[int]:
-        """Every image id of ``name``'s validation annotation file, annotated or not (COCO AP needs them)."""
-        if name not in self._val_images:
-            self._load_val(name)
-        return sorted(self._val_images[name])
+    def val_image_ids(self, name: str) -> dict[int, dict[str, Any]]:
+        """Every image of ``name``'s validation annotation file, annotated or not, as ``{image_id: extra image
+        fields}`` (CrowdPose's ``crowdIndex``): COCO AP lists them all so predictions on images without people
+        count as false positives."""
+        return {i: dict(rec.extra) for i, rec in sorted(self.val_images(name).items())}
+
     def val_images(self, name: str) -> dict[int, ImageRecord]:
         """Every image entry of ``name``'s validation file, ``{image_id: ImageRecord}`` (images without
         annotations included, images left out under ``on_bad_image=skip`` excluded)."""

@@ -129,8 +129,8 @@ def build_coco_gt(
         use_area: ``False`` replaces every annotation's ``area`` by ``0.53 * w * h`` of its box
             (see the module docstring); the file's area is kept under ``"source_area"``.
 
-    An instance attribute ``crowd_index`` (CrowdPose's per-image crowdIndex), when present and not
-    None, becomes the image's ``crowdIndex``.
+    An instance's ``crowd_index`` attribute or ``extra["crowdIndex"]`` (CrowdPose's per-image crowdIndex, as
+    the CrowdPose reader keeps it), when present, becomes the image's ``crowdIndex``.
 
     Returns:
         ``{"images", "annotations", "categories"}``. Annotation ids are re-numbered ``1..N``
@@ -161,6 +161,8 @@ def build_coco_gt(
         image = image_table.setdefault(image_id, {"id": image_id})
         image.setdefault("file_name", str(getattr(inst, "image_path", "")))
         crowd_index = getattr(inst, "crowd_index", None)
+        if crowd_index is None:
+            crowd_index = (getattr(inst, "extra", None) or {}).get("crowdIndex")  # the CrowdPose reader's field
         if crowd_index is not None:
             image["crowdIndex"] = float(crowd_index)
         labelled = kpts[:, 2] > 0

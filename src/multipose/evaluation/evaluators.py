@@ -136,7 +136,13 @@ class CocoEvaluator(BaseEvaluator):
             self.instances,
             skeleton.keypoints,
             category_name=str(getattr(skeleton, "name", "person")),
-            images=None if image_ids is None else [int(i) for i in image_ids],
+            images=None
+            if image_ids is None
+            else (
+                {int(i): dict(f or {}) for i, f in image_ids.items()}
+                if isinstance(image_ids, Mapping)
+                else [int(i) for i in image_ids]
+            ),
             use_area=self.use_area,
         )
         if image_ids is None:
