@@ -9,7 +9,7 @@
 SRC is an official ViTPose / ViTPose++ ``.pth``, a Hugging Face VitPose state dict (``.safetensors``,
 ``.bin`` or a model directory; its ``config.json`` is read when present), MAE pretraining weights, a Lightning
 ``.ckpt`` of a multipose run or a multipose file. DST ending in ``.safetensors`` is written as safetensors with
-the model config as JSON metadata; any other name is a ``torch.save`` dict (format: :mod:`multipose.models.checkpoint_io`).
+the model config as JSON metadata; any other name is a ``torch.save`` dict (format: :mod:`multipose.models.checkpoints.native`).
 The converted weights are loaded into a freshly built model (strict) before anything is written, and a summary
 (format, sizes, heads, dropped keys) is printed. ``--merge HEAD`` writes the dense single-task model of that
 head instead (ViTPose++ experts folded into ``fc2``, only that head kept).
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from multipose.models.checkpoint_io import (
+from multipose.models.checkpoints import (
     FORMATS,
     CheckpointError,
     ConversionResult,
