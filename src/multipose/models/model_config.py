@@ -296,16 +296,23 @@ class ModelConfig:
 def model_config_from_hydra(cfg: Any, mix: Any) -> ModelConfig:
     """The model config of a training run: ``cfg.backbone`` and ``cfg.head`` of the composed Hydra config, and
     from the data mix (a DataModule or anything with ``dataset_names``, ``skeletons`` {name: Skeleton},
-    ``input_size`` and ``heatmap_size``) one head per dataset, one expert per dataset, the input size."""
+    ``input_size`` and ``heatmap_size``) one head per dataset, one expert per dataset, the input size.
+
+    The Hydra groups also hold recipe keys (``backbone.layer_decay``, ``backbone.init``, ...); only the fields of
+    :class:`BackboneConfig` / :class:`HeadArch` describe the network and go into the model config."""
+    from dataclasses import fields
+
     from omegaconf import OmegaConf
 
     def plain(node: Any) -> dict[str, Any]:
         return dict(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node or {})
 
     names: Sequence[str] = list(mix.dataset_names)
-    backbone = plain(cfg.backbone)
+    backbone_keys = {f.name for f in fields(BackboneConfig)}
+    backbone = {k: v for k, v in plain(cfg.backbone).items() if k in backbone_keys}
     backbone["img_size"] = list(mix.input_size)
     backbone["num_experts"] = len(names)
+    head = {k: v for k, v in plain(cfg.head).items() if k in {f.name for f in fields(HeadArch)}}
     heads = {
         n: {"skeleton": mix.skeletons[n].name, "num_keypoints": mix.skeletons[n].num_keypoints} for n in names
     }
@@ -313,7 +320,7 @@ def model_config_from_hydra(cfg: Any, mix: Any) -> ModelConfig:
     return ModelConfig.from_dict(
         {
             "backbone": backbone,
-            "head": plain(cfg.head),
+            "head": head,
             "heads": heads,
             **({"heatmap_size": list(hm)} if hm is not None else {}),
         }
