@@ -17,6 +17,7 @@ Each failure is one exception class with one message that names the file:
 
 from __future__ import annotations
 
+import _compat_pickle
 import importlib
 import io
 import json
@@ -112,6 +113,12 @@ def _describe_bytes(head: bytes) -> str | None:
 # ------------------------------------------------------------------------------------------ pickle globals
 
 
+def _py3_name(module: str, name: str = "") -> str:
+    """``module.name`` as Python 3 imports it (protocol-2 pickles say ``__builtin__`` for ``builtins``)."""
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
+
+
 def pickle_globals(stream: BinaryIO, max_pickles: int = 1, ints: list[int] | None = None) -> list[str]:
     """The ``module.name`` of every global (callable or class) the next ``max_pickles`` pickles in ``stream``
     would import, read from the opcodes without unpickling anything (``ints`` collects integer constants).
@@ -128,9 +135,9 @@ def pickle_globals(stream: BinaryIO, max_pickles: int = 1, ints: list[int] | Non
                 name = op.name
                 pushed: str | None = None
                 if name in ("GLOBAL", "INST"):
-                    found.append(str(arg).replace(" ", "."))
+                    found.append(_py3_name(*str(arg).split(" ", 1)))
                 elif name == "STACK_GLOBAL":
-                    found.append(".".join(strings[-2:]) if len(strings) >= 2 else "<unknown STACK_GLOBAL>")
+                    found.append(_py3_name(*strings[-2:]) if len(strings) >= 2 else "<unknown STACK_GLOBAL>")
                 elif name in _STRING_OPS:
                     pushed = arg.decode("latin-1") if isinstance(arg, bytes) else str(arg)
                     strings.append(pushed)
