@@ -241,3 +241,34 @@ def test_save_multipose_is_atomic(tmp_path, monkeypatch):
 def test_checkpoint_error_is_a_value_error():
     assert issubclass(NotACheckpointError, CheckpointError) and issubclass(CheckpointError, ValueError)
     assert ModelConfig.from_dict(TINY).to_dict()["heads"] == TINY["heads"]
+
+
+@pytest.mark.parametrize("entry", ["train", "eval"])
+def test_train_and_eval_check_ckpt_path_before_anything_runs(tmp_path, entry):
+    from omegaconf import open_dict
+
+    from conftest import compose
+
+    bad = tmp_path / "last.ckpt"
+    bad.write_bytes(_zip_bytes())
+    cfg = compose(
+        entry,
+        [
+            *(["+experiment=smoke"] if entry == "train" else []),
+            f"ckpt_path={bad}",
+            f"paths.root_dir={tmp_path}",
+            f"data.root={tmp_path / 'world'}",
+        ],
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.print_config = False
+    if entry == "train":
+        from multipose.train import train as run
+    else:
+        from multipose.eval import evaluate as run
+    with pytest.raises(
+        NotACheckpointError, match=r"^ckpt_path=.*last\.ckpt: not a checkpoint: a zip archive"
+    ):
+        run(cfg)
+    assert not (tmp_path / "world").exists()  # failed before any data was built
