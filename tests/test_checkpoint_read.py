@@ -193,14 +193,23 @@ def test_every_entry_point_names_its_option(tmp_path):
 def test_convert_cli_reports_each_class_once(tmp_path, capsys):
     from multipose.convert import main as convert_main
 
-    cases = {"empty.pth": b"", "notes.pth": b"just text\n", "photo.pth": _jpeg_bytes()}
-    for name, data in cases.items():
+    good = _saved(tmp_path).read_bytes()
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": _Exec(tmp_path / "pwned")}, evil)
+    cases = {
+        "empty.pth": (b"", "not a checkpoint"),
+        "notes.pth": (b"just text\n", "not a checkpoint"),
+        "photo.pth": (_jpeg_bytes(), "not a checkpoint"),
+        "half.pth": (good[: len(good) // 2], "truncated"),
+        "evil.pth": (evil.read_bytes(), "builtins.exec"),
+    }
+    for name, (data, words) in cases.items():
         (tmp_path / name).write_bytes(data)
         assert convert_main([str(tmp_path / name), str(tmp_path / "out.pt")]) == 2
         err = capsys.readouterr().err
-        assert err.count("error:") == 1 and name in err and "not a checkpoint" in err
-        assert "could run code" not in err and "Traceback" not in err
-    assert not (tmp_path / "out.pt").exists()
+        assert err.count("error:") == 1 and name in err and words in err, err
+        assert "(see below)" not in err and "Traceback" not in err and "weights_only=False" not in err
+    assert not (tmp_path / "out.pt").exists() and not (tmp_path / "pwned").exists()
 
 
 def test_training_checkpoint_precheck_wants_a_lightning_file(tmp_path):

@@ -1,9 +1,10 @@
 """Safe checkpoint reading: every checkpoint multipose opens goes through :func:`read_checkpoint`.
 
-Nothing here executes pickled code, whatever the installed torch's ``weights_only`` default is: a pickle's
-globals are listed from its opcodes *before* anything is unpickled, and a file naming any callable outside
-torch's own tensor-rebuilding allow-list (plus numpy scalars/arrays, which mmcv stores in ``meta``) is refused
-with the callable's name. ``torch.load`` then runs with ``weights_only=True``.
+Nothing here executes pickled code, whatever the installed torch's ``weights_only`` default is. Two layers:
+a pickle's globals are listed from its opcodes *before* anything is unpickled, and a file naming any callable
+outside torch's own tensor-rebuilding allow-list (plus numpy scalars/arrays, which mmcv stores in ``meta``) is
+refused with the callable's name; then ``torch.load`` runs with ``weights_only=True`` passed explicitly (so the
+safety does not depend on torch >= 2.6 making it the default).
 
 Each failure is one exception class with one message that names the file:
 
@@ -60,8 +61,9 @@ _DATA_ONLY_GLOBALS = (
     "numpy.ndarray",
     "numpy.dtype",
 )
+# torch's legacy (non-zip) format: pickled magic number, protocol, sys info, then the object itself
 _LEGACY_PICKLES = 4
-_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER  # torch's legacy format: magic number, protocol, sys info, then the object itself
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
 _STRING_OPS = {
     "SHORT_BINUNICODE",
     "BINUNICODE",
@@ -106,7 +108,7 @@ def _describe_bytes(head: bytes) -> str | None:
             return "JSON text (a config or annotation file?)"
         first = stripped.splitlines()[0][:60] if stripped else ""
         return f"a text file (first line {first!r})"
-    if head[:1] in (b"\x80",) or head[:1] == b"(":
+    if head[:1] == b"\x80":
         return "a pickle stream of an unknown protocol"
     return f"unrecognised binary data (first bytes {head[:8].hex(' ')})"
 
