@@ -57,6 +57,13 @@ def build_from_result(result: ConversionResult) -> PoseModel:
     ]
     missing = sorted(set(target) - set(result.state_dict))
     unexpected = sorted(set(result.state_dict) - set(target))
+    # BatchNorm's step counter is not a weight (it only matters with momentum=None); files written without it
+    # (older PyTorch, exporters that drop buffers) load with the counter at 0
+    counters = [k for k in missing if k.endswith(".num_batches_tracked")]
+    if counters and not (mismatched or unexpected or len(counters) < len(missing)):
+        result.state_dict.update({k: torch.zeros_like(target[k]) for k in counters})
+        result.notes.append(f"{len(counters)} BatchNorm num_batches_tracked counters absent: set to 0")
+        missing = []
     if mismatched or missing or unexpected:
         parts = []
         if mismatched:
