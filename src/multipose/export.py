@@ -34,11 +34,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from multipose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from multipose.models.checkpoints import CheckpointError
 from multipose.models.pose_model import PoseModel
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ExportError(RuntimeError):
