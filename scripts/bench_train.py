@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from types import SimpleNamespace
 
 import torch
 
@@ -33,18 +34,16 @@ def main() -> None:
 
     from multipose.losses import keypoint_mse
     from multipose.models.build import model_from_config
+    from multipose.models.model_config import model_config_from_hydra
     from multipose.skeletons import get_skeleton
     from multipose.utils.compose import compose_config
 
     cfg = compose_config("train", args.overrides)
     names = list(cfg.data.datasets)
     skeletons = {n: get_skeleton(cfg.data.datasets[n].skeleton) for n in names}
-    model_config = {
-        "backbone": {**dict(cfg.backbone), "img_size": list(cfg.data.input_size), "num_experts": len(names)},
-        "head": dict(cfg.head),
-        "heads": {n: {"skeleton": s.name, "num_keypoints": s.num_keypoints} for n, s in skeletons.items()},
-    }
-    model = model_from_config(model_config).to(args.device).train()
+    mix = SimpleNamespace(dataset_names=names, skeletons=skeletons, input_size=list(cfg.data.input_size),
+                          heatmap_size=list(cfg.data.heatmap_size))
+    model = model_from_config(model_config_from_hydra(cfg, mix)).to(args.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batch = args.batch or int(cfg.data.batch_size)
     h, w = cfg.data.input_size

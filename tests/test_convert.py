@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from multipose.convert import main as convert_main
-from multipose.models.checkpoint_io import (
+from multipose.models.checkpoints import (
     CheckpointError,
     convert_checkpoint,
     load_backbone_init,

@@ -12,7 +12,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from multipose.models.checkpoint_io import CheckpointError, convert_checkpoint  # noqa: E402
+from multipose.models.checkpoints import CheckpointError, convert_checkpoint  # noqa: E402
 from multipose.models.loading import load_pose_model  # noqa: E402
 from multipose.models.registry import build_backbone  # noqa: E402
 

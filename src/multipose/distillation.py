@@ -64,10 +64,10 @@ def load_teacher(
         raise FileNotFoundError(
             f"{field}={path}: no such file; give the path of the trained teacher checkpoint"
         )
-    from multipose.models.checkpoint_io import convert_checkpoint
+    from multipose.models.checkpoints import convert_checkpoint
     from multipose.models.loading import build_from_result
 
-    result = convert_checkpoint(path)
+    result = convert_checkpoint(path, field=field)
     teacher = build_from_result(result).eval().requires_grad_(False)
     return teacher, copy.deepcopy(dict(result.model_config))
 

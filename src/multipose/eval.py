@@ -25,11 +25,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     from multipose.config_validation import validate_data_config
     from multipose.lit_module import PoseLitModule
+    from multipose.models.checkpoints import check_training_checkpoint
 
     ckpt = Path(str(cfg.ckpt_path))
     if not ckpt.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt} does not exist; pass the .ckpt file written by training")
     validate_data_config(cfg.data)
+    check_training_checkpoint(ckpt, "ckpt_path")
     if cfg.get("print_config", True):
         print_config_tree(cfg, save_dir=cfg.paths.output_dir)
     if cfg.get("seed") is not None:

@@ -32,23 +32,10 @@ log = logging.getLogger("multipose.train")
 
 
 def build_model_config(cfg: DictConfig, datamodule) -> dict[str, Any]:
-    """The plain-dict model description stored in checkpoints: backbone and head settings from the config, one
-    head per dataset of the mix with its skeleton's keypoint count."""
-    backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
-    backbone["img_size"] = list(datamodule.input_size)
-    backbone["num_experts"] = len(datamodule.dataset_names)
-    return {
-        "backbone": backbone,
-        "head": OmegaConf.to_container(cfg.head, resolve=True),
-        "heads": {
-            name: {
-                "skeleton": datamodule.skeletons[name].name,
-                "num_keypoints": datamodule.skeletons[name].num_keypoints,
-            }
-            for name in datamodule.dataset_names
-        },
-        "heatmap_size": list(datamodule.heatmap_size),
-    }
+    """The model description stored in checkpoints (:class:`multipose.models.model_config.ModelConfig`)."""
+    from multipose.models.model_config import model_config_from_hydra
+
+    return model_config_from_hydra(cfg, datamodule).to_dict()
 
 
 @task_wrapper
@@ -59,6 +46,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from multipose.lit_module import PoseLitModule
 
     validate_train_config(cfg)
+    if cfg.get("ckpt_path"):  # Lightning loads it late: fail now, with the file named, if it is not a checkpoint
+        from multipose.models.checkpoints import check_training_checkpoint
+
+        check_training_checkpoint(cfg.ckpt_path, "ckpt_path")
     output_dir = cfg.paths.output_dir
     if cfg.get("print_config", True):
         print_config_tree(cfg, save_dir=output_dir)
@@ -80,7 +71,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             evaluation=OmegaConf.to_container(cfg.evaluation, resolve=True),
         )
     if cfg.backbone.get("init"):
-        from multipose.models.checkpoint_io import load_backbone_init
+        from multipose.models.checkpoints import load_backbone_init
 
         load_backbone_init(module.model.backbone, cfg.backbone.init)
     if cfg.get("init_from"):

@@ -8,6 +8,7 @@ from multipose.models.heads import (
     build_head,
     upsample_for_stride,
 )
+from multipose.models.model_config import ModelConfig, model_config_from_hydra
 from multipose.models.moe import (
     FFN_TYPES,
     IndependentMlp,
@@ -36,6 +37,7 @@ __all__ = [
     "ClassicHead",
     "IndependentMlp",
     "MinimalHead",
+    "ModelConfig",
     "PartiallySharedMlp",
     "PoseModel",
     "SharedIndependentMlp",
@@ -51,6 +53,7 @@ __all__ = [
     "layer_id_for",
     "list_backbones",
     "merge_ffn",
+    "model_config_from_hydra",
     "param_groups_layer_decay",
     "resize_pos_embed",
     "scale_lr",

@@ -212,24 +212,24 @@ def load_knowledge_token(
 ) -> tuple[Tensor, dict[str, Any]]:
     """Read a token file written by :func:`save_knowledge_token`: ``(token [K, C] float32, meta)``.
 
-    ``field`` names the config option in error messages. Never unpickles code (``weights_only=True``).
+    ``field`` names the config option in error messages. Read with the safe checkpoint reader (never
+    unpickles code).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"{field}={path}: no such knowledge-token file (stage 1 writes it: distill.out)"
         )
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
+    from multipose.models.checkpoints.read import read_checkpoint
 
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            keys, meta = list(f.keys()), dict(f.metadata() or {})
-            token = f.get_tensor(_TOKEN_KEY) if _TOKEN_KEY in keys else None
+    obj = read_checkpoint(path, field=field)  # safe: never unpickles code; names the file on any failure
+    if path.suffix == ".safetensors":
+        keys, meta = list(obj["state_dict"]), dict(obj.get("metadata") or {})
+        token = obj["state_dict"].get(_TOKEN_KEY)
     else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        keys = list(obj) if isinstance(obj, dict) else []
-        token = obj.get(_TOKEN_KEY) if isinstance(obj, dict) else None
-        meta = dict(obj.get("meta") or {}) if isinstance(obj, dict) else {}
+        keys = list(obj)
+        token = obj.get(_TOKEN_KEY)
+        meta = dict(obj.get("meta") or {})
     if not isinstance(token, Tensor):
         raise ValueError(f"{field}={path}: no '{_TOKEN_KEY}' tensor in the file (found keys {keys[:10]})")
     if token.ndim != 2 or not math.prod(token.shape):

@@ -1,10 +1,11 @@
 """Build a ready-to-use :class:`~multipose.models.pose_model.PoseModel` from a checkpoint file.
 
 ``load_pose_model(path)`` accepts a multipose checkpoint (``torch.save`` dict or ``.safetensors``, see
-:mod:`multipose.models.checkpoint_io`), a Lightning ``.ckpt`` written by ``multipose.train`` (model config in
+:mod:`multipose.models.checkpoints.native`), a Lightning ``.ckpt`` written by ``multipose.train`` (model config in
 ``hyper_parameters["model_config"]``, weights under ``model.``), and — converted on the fly — official
-ViTPose / ViTPose++ ``.pth`` files and Hugging Face VitPose state dicts. Files are read with
-``torch.load(weights_only=True)`` or safetensors: loading never executes pickled code.
+ViTPose / ViTPose++ ``.pth`` files and Hugging Face VitPose state dicts. Every file is read by
+:func:`multipose.models.checkpoints.read_checkpoint`: loading never executes pickled code, and a bad file gets
+one clear error naming it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from multipose.models.build import model_from_config
-from multipose.models.checkpoint_io import (
+from multipose.models.checkpoints import (
     CheckpointError,
     ConversionResult,
     LoadReport,
@@ -45,7 +46,9 @@ def build_from_result(result: ConversionResult) -> PoseModel:
     try:
         model = model_from_config(result.model_config)
     except (ValueError, TypeError, KeyError) as err:
-        raise CheckpointError(f"{result.source}: cannot build the model from its model_config: {err}") from err
+        raise CheckpointError(
+            f"{result.source}: cannot build the model from its model_config: {err}"
+        ) from err
     target = model.state_dict()
     mismatched = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
@@ -54,6 +57,13 @@ def build_from_result(result: ConversionResult) -> PoseModel:
     ]
     missing = sorted(set(target) - set(result.state_dict))
     unexpected = sorted(set(result.state_dict) - set(target))
+    # BatchNorm's step counter is not a weight (it only matters with momentum=None); files written without it
+    # (older PyTorch, exporters that drop buffers) load with the counter at 0
+    counters = [k for k in missing if k.endswith(".num_batches_tracked")]
+    if counters and not (mismatched or unexpected or len(counters) < len(missing)):
+        result.state_dict.update({k: torch.zeros_like(target[k]) for k in counters})
+        result.notes.append(f"{len(counters)} BatchNorm num_batches_tracked counters absent: set to 0")
+        missing = []
     if mismatched or missing or unexpected:
         parts = []
         if mismatched:
@@ -62,7 +72,9 @@ def build_from_result(result: ConversionResult) -> PoseModel:
             parts.append(f"missing keys {compact_keys(missing)}")
         if unexpected:
             parts.append(f"unexpected keys {compact_keys(unexpected)}")
-        raise CheckpointError(f"{result.source}: weights do not fit the model ({result.format}): " + "; ".join(parts))
+        raise CheckpointError(
+            f"{result.source}: weights do not fit the model ({result.format}): " + "; ".join(parts)
+        )
     model.load_state_dict(result.state_dict, strict=True)
     return model
 
@@ -80,7 +92,7 @@ def load_pose_model(
     ``[B, K, H/4, W/4]`` heatmaps for the head predicting that skeleton.
 
     ``fmt`` forces a source format (``auto`` detects it from the keys); ``convert_kwargs`` go to
-    :func:`multipose.models.checkpoint_io.convert_checkpoint` (e.g. ``head_names``, ``num_heads``, ``img_size``
+    :func:`multipose.models.checkpoints.convert_checkpoint` (e.g. ``head_names``, ``num_heads``, ``img_size``
     for foreign checkpoints). ``verbose`` prints the conversion summary.
     """
     result = convert_checkpoint(path, fmt, **convert_kwargs)
@@ -90,10 +102,13 @@ def load_pose_model(
     return model.to(device).eval()
 
 
-def load_weights_into(model: torch.nn.Module, path: str | Path, *, verbose: bool = True) -> LoadReport:
+def load_weights_into(
+    model: torch.nn.Module, path: str | Path, *, verbose: bool = True, field: str | None = "init_from"
+) -> LoadReport:
     """Warm-start ``model`` (a PoseModel) from any supported checkpoint, non-strict: matching keys are copied,
-    keys with another shape are skipped, and missing / unexpected / skipped keys are reported (``init_from``)."""
-    result = convert_checkpoint(path)
+    keys with another shape are skipped, and missing / unexpected / skipped keys are reported (``init_from``).
+    ``field`` names the option in error messages."""
+    result = convert_checkpoint(path, field=field)
     report = load_partial_state(model, result.state_dict)
     report.dropped = list(result.dropped)
     report.notes = list(result.notes)

@@ -1,22 +1,22 @@
-"""Named ViTPose backbone sizes.
+"""Named ViTPose backbone sizes: the architecture only.
 
-Sizes, drop path and layer-decay rates from the official ViTPose configs (``ViTPose_{small,base,large,huge}_coco``
-for single-dataset training, ``vitPose+_*`` for ViTPose++ multi-dataset training):
+Dimensions from the official ViTPose configs and released checkpoints:
 
-========== ===== ===== ===== ========= ==================== ============== ============
-name        C     depth heads drop path layer decay (single/++) part_features params (M)
-========== ===== ===== ===== ========= ==================== ============== ============
-vit_tiny    192   6     3     0.1       0.75 / 0.75           48             ~2.9
-vit_small   384   12    12    0.1       0.8 / 0.8             96             ~22
-vit_base    768   12    12    0.3       0.75 / 0.75           192            ~86
-vit_large   1024  24    16    0.5       0.8 / 0.8             256            ~304
-vit_huge    1280  32    16    0.55      0.85 / 0.8            320            ~632
-========== ===== ===== ===== ========= ==================== ============== ============
+========== ===== ===== ===== ============== ============
+name        C     depth heads part_features  params (M)
+========== ===== ===== ===== ============== ============
+vit_tiny    192   6     3     48             ~2.9
+vit_small   384   12    12    96             ~22
+vit_base    768   12    12    192            ~86
+vit_large   1024  24    16    256            ~304
+vit_huge    1280  32    16    320            ~632
+========== ===== ===== ===== ============== ============
 
 ViTPose-S has **12** heads (head dim 32), unlike timm's ViT-S (6). ``vit_tiny`` is not an official size: it is
-the CPU default of this project (DeiT-Ti width, half the depth) for tests and the synthetic world; its drop
-path and decay are our choice. ``part_features`` is C/4 for every size (the ViTPose+-S config's 192 does not
-match the released S checkpoint, which has 96).
+the CPU default of this project (DeiT-Ti width, half the depth) for tests and the synthetic world.
+``part_features`` is C/4 for every size (the ViTPose+-S config's 192 does not match the released S checkpoint,
+which has 96). The training recipe of each size (drop path, layer decay for ViTPose and ViTPose++) lives in one
+place, ``conf/backbone/vit_<size>.yaml``; the learning rate and its batch size in ``conf/optim/``.
 """
 
 from __future__ import annotations
@@ -30,33 +30,28 @@ __all__ = ["BackboneSpec", "BACKBONES", "build_backbone", "get_backbone_spec", "
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """One named backbone size and its training defaults."""
+    """One named backbone size (architecture; recipe numbers are in ``conf/backbone/``)."""
 
     name: str
     embed_dim: int
     depth: int
     num_heads: int
-    drop_path_rate: float
-    layer_decay: float  # single-dataset ViTPose
-    layer_decay_multi: float  # ViTPose++ multi-dataset
     part_features: int  # ViTPose++ PS-FFN task-specific width (C / 4)
     params_m: float | None = None  # reference backbone size in millions (None for non-official sizes)
 
     def kwargs(self) -> dict:
         """Constructor arguments of :class:`ViTPoseBackbone` for this size."""
-        return dict(
-            embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads, drop_path_rate=self.drop_path_rate
-        )
+        return dict(embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads)
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     s.name: s
     for s in (
-        BackboneSpec("vit_tiny", 192, 6, 3, 0.1, 0.75, 0.75, 48, None),
-        BackboneSpec("vit_small", 384, 12, 12, 0.1, 0.8, 0.8, 96, 22.0),
-        BackboneSpec("vit_base", 768, 12, 12, 0.3, 0.75, 0.75, 192, 86.0),
-        BackboneSpec("vit_large", 1024, 24, 16, 0.5, 0.8, 0.8, 256, 304.0),
-        BackboneSpec("vit_huge", 1280, 32, 16, 0.55, 0.85, 0.8, 320, 632.0),
+        BackboneSpec("vit_tiny", 192, 6, 3, 48, None),
+        BackboneSpec("vit_small", 384, 12, 12, 96, 22.0),
+        BackboneSpec("vit_base", 768, 12, 12, 192, 86.0),
+        BackboneSpec("vit_large", 1024, 24, 16, 256, 304.0),
+        BackboneSpec("vit_huge", 1280, 32, 16, 320, 632.0),
     )
 }
 
@@ -75,13 +70,11 @@ def get_backbone_spec(name: str) -> BackboneSpec:
 
 def build_backbone(name: str, **overrides) -> ViTPoseBackbone:
     """Build a named backbone; ``overrides`` replace/add :class:`ViTPoseBackbone` arguments
-    (e.g. ``ffn='ps', num_experts=6, img_size=(256, 192), drop_path_rate=0.0``).
+    (e.g. ``ffn='ps', num_experts=6, img_size=(256, 192), drop_path_rate=0.3``; drop path defaults to 0).
 
     For ``ffn='ps'`` the size's ``part_features`` (C/4) is used unless ``part_features`` or ``part_ratio`` is given.
     """
     spec = get_backbone_spec(name)
     kwargs = spec.kwargs()
-
-
     kwargs.update(overrides)
     return ViTPoseBackbone(**kwargs)
