@@ -35,7 +35,8 @@ class HeadPrediction:
 
 class Predictor:
     """Args:
-    model: a :class:`~multipose.models.pose_model.PoseModel` (put it in eval mode for inference).
+    model: a :class:`~multipose.models.pose_model.PoseModel` (put it in eval mode for inference), or None for a
+        predictor that only decodes given heatmaps (:meth:`decode`).
     mix: the mix description (:class:`MixSpec` or its dict); gives each head's codec and skeleton.
     flip_test: average each head's heatmaps with those of the horizontally flipped crop (flipped back).
     """
@@ -44,7 +45,7 @@ class Predictor:
         self.model = model
         self.mix = MixSpec.from_dict(mix)
         self.flip_test = bool(flip_test)
-        unknown = [n for n in self.mix.names if n not in model.heads]
+        unknown = [] if model is None else [n for n in self.mix.names if n not in model.heads]
         if unknown:
             raise ValueError(
                 f"the mix names datasets {unknown} that the model has no head for; heads: {list(model.heads)}"
@@ -53,6 +54,8 @@ class Predictor:
     @torch.no_grad()
     def heatmaps(self, images: Tensor, heads: Sequence[str]) -> dict[str, Tensor]:
         """``{head: [B, K, h, w]}`` for every head in ``heads``, each with its own expert, flip-tested if on."""
+        if self.model is None:
+            raise RuntimeError("this Predictor was built without a model; it can only decode() heatmaps")
         routed = getattr(self.model.backbone, "routed", False)
         cache: dict[int, tuple[Tensor, Tensor | None]] = {}
         out = {}
