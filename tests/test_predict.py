@@ -155,8 +155,13 @@ def test_video_input(trained, tmp_path):
             frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+    out = tmp_path / "o"
     written = predict_main(
-        [str(trained["ckpt"]), str(path), "--out", str(tmp_path / "o"), "--skeleton", "coco", "--no-progress"]
+        [str(trained["ckpt"]), str(path), "--out", str(out), "--skeleton", "coco", "--draw", "--no-progress"]
     )
     results = json.loads(written["syn_coco"].read_text())
     assert sorted(r["image_id"] for r in results) == [0, 1, 2]  # one whole-frame box per frame
+    assert sorted(p.name for p in (out / "draw" / "coco").iterdir()) == [
+        f"frame_00000{i}.jpg" for i in range(3)
+    ]
+    assert not (out / "draw" / ".frames").exists()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,7 +211,7 @@ def predict(
     }
     found: dict[str, list[np.ndarray]] = {h: [] for h in heads}
     meta: list[tuple[int, float, float]] = []  # (image id, box score, area) per crop, in order
-    drawn: dict[int, tuple[Frame, np.ndarray]] = {}
+    drawn: dict[int, Frame] = {}
 
     def run(crops: dict[bool, list[dict]]) -> None:
         for udp, hs in groups.items():
@@ -234,7 +235,9 @@ def predict(
             ]
         )
         if draw:
-            drawn[frame.image_id] = (frame, image if frame.array is not None else None)
+            if frame.array is not None:  # a video frame: keep it on disk, not in memory, until it is drawn
+                frame = _spill(frame, out / "draw" / ".frames")
+            drawn[frame.image_id] = frame
         for det in dets:
             if det.get("clip"):  # ground-truth boxes are clipped to the image, as the COCO reader does
                 det = dict(det, bbox=list(clip_box(tuple(det["bbox"]), w_img, h_img)))
@@ -282,19 +285,31 @@ def predict(
         log.info("%s: %d poses -> %s", h, len(results), written[h])
         if draw:
             _draw(out / "draw" / label, drawn, ids[kept], kpts[kept], skel, draw_thr)
+    if draw:
+        shutil.rmtree(out / "draw" / ".frames", ignore_errors=True)
     return written
 
 
+def _spill(frame: Frame, folder: Path) -> Frame:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (Path(frame.name).stem + ".png")
+    cv2.imwrite(str(path), cv2.cvtColor(frame.array, cv2.COLOR_RGB2BGR))
+    return Frame(frame.name, frame.image_id, path=path)
+
+
 def _draw(
-    folder: Path, frames: dict[int, tuple[Frame, np.ndarray | None]], ids, kpts, skeleton, thr: float
+    folder: Path, frames: dict[int, Frame], ids: np.ndarray, kpts: np.ndarray, skeleton: Any, thr: float
 ) -> None:
+    """Write every frame with its poses (joints with score > ``thr``) drawn, atomically, as ``<stem>.jpg``."""
     import cv2
 
     from multipose.inference.draw import draw_pose
 
     folder.mkdir(parents=True, exist_ok=True)
-    for image_id, (frame, array) in frames.items():
-        image = np.ascontiguousarray(array if array is not None else frame.rgb()).copy()
+    for image_id, frame in frames.items():
+        image = np.ascontiguousarray(frame.rgb()).copy()
         for kp in kpts[ids == image_id]:
             draw_pose(image, kp, skeleton, kp[:, 2] > thr)
         path = folder / (Path(frame.name).stem + ".jpg")
