@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -208,6 +209,7 @@ def test_sync_bn_converts_the_heads_only_under_ddp():
 
     class Trainer:
         world_size = 2
+        strategy = SimpleNamespace(root_device=torch.device("cuda"))
 
     m._trainer = Trainer()  # what Lightning sets before setup()
     try:
@@ -216,3 +218,9 @@ def test_sync_bn_converts_the_heads_only_under_ddp():
         m._trainer = None
     assert any(isinstance(x, torch.nn.SyncBatchNorm) for x in m.model.heads.modules())
     assert not any(isinstance(x, torch.nn.SyncBatchNorm) for x in m.model.backbone.modules())
+    Trainer.strategy = SimpleNamespace(root_device=torch.device("cpu"))
+    cpu = PoseLitModule(model_config(), model={"head_bn": "batch", "sync_bn": True})
+    cpu._trainer = Trainer()
+    with pytest.raises(ValueError, match="needs GPUs"):
+        cpu.setup("fit")
+    cpu._trainer = None
