@@ -22,14 +22,18 @@ from multipose.utils.bench import matmul_peak, sync
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: data.batch_size)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument(
-        "--head-bn", choices=["own", "batch", "compare"], default="own",
+        "--head-bn",
+        choices=["own", "batch", "compare"],
+        default="own",
         help="model.head_bn: heads on their own samples or on the whole batch; compare = both, side by side",
     )
     args = parser.parse_args()
@@ -56,9 +60,13 @@ def main() -> None:
     hh, hw = cfg.data.heatmap_size
     images = torch.randn(batch, 3, h, w, device=args.device)
     didx = torch.arange(batch, device=args.device) % len(names)
-    targets = {n: torch.rand(int((didx == i).sum()), s.num_keypoints, hh, hw, device=args.device)
-               for i, (n, s) in enumerate(skeletons.items())}
-    autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    targets = {
+        n: torch.rand(int((didx == i).sum()), s.num_keypoints, hh, hw, device=args.device)
+        for i, (n, s) in enumerate(skeletons.items())
+    }
+    autocast = torch.autocast(
+        args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.precision == "bf16"
+    )
 
     def step(head_bn: str) -> None:
         with autocast:
@@ -93,16 +101,24 @@ def main() -> None:
     peak = matmul_peak(args.device, torch.bfloat16 if args.precision == "bf16" else torch.float32)
     achieved = flops_per_step / dt
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"model.head_bn={modes[-1]}; model: {cfg.backbone.name} ffn={cfg.backbone.ffn} head={cfg.head.type} params={params:.2f}M "
-          f"input={h}x{w} heads={len(names)} batch={batch} device={args.device} precision={args.precision} "
-          f"threads={torch.get_num_threads()}")
-    print(f"train step: {dt * 1e3:.1f} ms, {batch / dt:.1f} samples/s, {flops_per_step / batch / 1e9:.3f} GFLOP/sample")
-    print(f"achieved {achieved / 1e9:.1f} GFLOP/s; plain {args.precision} matmul peak {peak / 1e9:.1f} GFLOP/s; "
-          f"fraction of peak {achieved / peak:.2%}")
+    print(
+        f"model.head_bn={modes[-1]}; model: {cfg.backbone.name} ffn={cfg.backbone.ffn} head={cfg.head.type} params={params:.2f}M "
+        f"input={h}x{w} heads={len(names)} batch={batch} device={args.device} precision={args.precision} "
+        f"threads={torch.get_num_threads()}"
+    )
+    print(
+        f"train step: {dt * 1e3:.1f} ms, {batch / dt:.1f} samples/s, {flops_per_step / batch / 1e9:.3f} GFLOP/sample"
+    )
+    print(
+        f"achieved {achieved / 1e9:.1f} GFLOP/s; plain {args.precision} matmul peak {peak / 1e9:.1f} GFLOP/s; "
+        f"fraction of peak {achieved / peak:.2%}"
+    )
     if len(timings) == 2:
         (t_own, f_own), (t_batch, f_batch) = timings["own"], timings["batch"]
-        print(f"model.head_bn: own {t_own * 1e3:.1f} ms/step ({f_own / 1e9:.2f} GFLOP), batch {t_batch * 1e3:.1f} "
-              f"ms/step ({f_batch / 1e9:.2f} GFLOP); batch/own time ratio {t_batch / t_own:.2f}")
+        print(
+            f"model.head_bn: own {t_own * 1e3:.1f} ms/step ({f_own / 1e9:.2f} GFLOP), batch {t_batch * 1e3:.1f} "
+            f"ms/step ({f_batch / 1e9:.2f} GFLOP); batch/own time ratio {t_batch / t_own:.2f}"
+        )
 
 
 if __name__ == "__main__":

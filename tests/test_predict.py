@@ -15,7 +15,15 @@ import torch
 from conftest import compose
 from multipose.evaluation.coco import evaluate_keypoints
 from multipose.lit_module import PoseLitModule
-from multipose.predict import main as predict_main
+from multipose.predict import main
+
+
+def predict_main(argv: list[str]) -> dict[str, Path]:
+    """Run the CLI; return {head: results file} from what it wrote into --out."""
+    assert main(argv) == 0
+    out = Path(argv[argv.index("--out") + 1])
+    heads = {"coco": "syn_coco", "mpii": "syn_mpii"}
+    return {heads[p.stem.split("_", 1)[1]]: p for p in sorted(out.glob("results_*.json"))}
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,9 @@ class PoseLitModule(L.LightningModule):
         converted = any(isinstance(m, torch.nn.SyncBatchNorm) for m in self.model.heads.modules())
         if self.sync_bn and self.trainer.world_size > 1 and not converted:
             if self.trainer.strategy.root_device.type == "cpu":
-                raise ValueError("model.sync_bn=true needs GPUs (SyncBatchNorm does not run on CPU); set it false")
+                raise ValueError(
+                    "model.sync_bn=true needs GPUs (SyncBatchNorm does not run on CPU); set it false"
+                )
             self.model.heads = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model.heads)
 
     # ------------------------------------------------------------------ training

@@ -337,7 +337,8 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total or None, unit="img", desc="predict")
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status (0), so the ``multipose-predict`` console script exits cleanly."""
     parser = argparse.ArgumentParser(
         prog="python -m multipose.predict",
         description=__doc__,
@@ -359,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return predict(
+    predict(
         args.ckpt,
         args.input,
         args.out,
@@ -371,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
         args.device,
         progress=not args.no_progress,
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
