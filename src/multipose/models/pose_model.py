@@ -200,13 +200,10 @@ class PoseModel(nn.Module):
         ``index`` are the sample positions in the batch (ascending). Cheaper than :meth:`heatmaps` with many heads;
         BatchNorm statistics of a head then come from its own samples only.
         """
-        feats = self.backbone(images, dataset_idx)
-        out: dict[str, tuple[Tensor, Tensor]] = {}
-        for i, name in enumerate(self.dataset_names):
-            index = torch.nonzero(dataset_idx == i, as_tuple=False).flatten()
-            if index.numel():
-                out[name] = (index, self.heads[name](feats.index_select(0, index)))
-        return out
+        owned = self.head_outputs(images, dataset_idx).owned
+        return {
+            n: ((dataset_idx == self.head_index(n)).nonzero(as_tuple=True)[0], h) for n, h in owned.items()
+        }
 
     # ----------------------------------------------------------- training
     def is_frozen(self, part: str) -> bool:
@@ -269,7 +266,8 @@ class PoseModel(nn.Module):
 
     def frozen_anchor(self, reference: Tensor, outputs: HeadOutputs | None = None) -> Tensor:
         """``0 * sum`` of the trainable parameters that the supervised loss of ``outputs`` does not reach (frozen
-        parts run under ``no_grad``; heads without samples in the batch), as a scalar on ``reference``'s device. Adding it to the loss gives them zero gradients, which DDP needs."""
+        parts run under ``no_grad``; heads without samples in the batch), as a scalar on ``reference``'s device.
+        Adding it to the loss gives them zero gradients, which DDP needs."""
         params: list[Tensor] = []
         if self.is_frozen("backbone") and (
             self.is_frozen("experts") or not getattr(self.backbone, "routed", False)
