@@ -3,6 +3,7 @@
     python scripts/bench_train.py                         # the default CPU model (conf/train.yaml)
     python scripts/bench_train.py backbone=vit_base data.input_size=[256,192] data.heatmap_size=[64,48] \
         head=classic --batch 32 --device cuda --precision bf16
+    python scripts/bench_train.py --head-bn compare      # model.head_bn own vs batch, side by side
 
 Measures, on random inputs shaped like the configured data: the FLOPs of one training step (forward + backward,
 counted by torch.utils.flop_counter), samples/s of full steps (forward, loss, backward, AdamW step), and the peak
@@ -22,12 +23,20 @@ from multipose.utils.bench import matmul_peak, sync
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: data.batch_size)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument(
+        "--head-bn",
+        choices=["own", "batch", "compare"],
+        default="own",
+        help="model.head_bn: heads on their own samples or on the whole batch; compare = both, side by side",
+    )
     args = parser.parse_args()
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -50,42 +59,65 @@ def main() -> None:
     hh, hw = cfg.data.heatmap_size
     images = torch.randn(batch, 3, h, w, device=args.device)
     didx = torch.arange(batch, device=args.device) % len(names)
-    targets = {n: torch.rand(int((didx == i).sum()), s.num_keypoints, hh, hw, device=args.device)
-               for i, (n, s) in enumerate(skeletons.items())}
-    autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    targets = {
+        n: torch.rand(int((didx == i).sum()), s.num_keypoints, hh, hw, device=args.device)
+        for i, (n, s) in enumerate(skeletons.items())
+    }
+    autocast = torch.autocast(
+        args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.precision == "bf16"
+    )
 
-    def step() -> None:
+    def step(head_bn: str) -> None:
         with autocast:
-            feats = model(images, didx)
+            out = model.head_outputs(images, didx, "own", head_bn)
             loss = 0.0
-            for i, n in enumerate(names):
-                sel = (didx == i).nonzero(as_tuple=True)[0]
-                pred = model.heads[n](feats[sel])
+            for n, pred in out.owned.items():
                 loss = loss + keypoint_mse(pred, targets[n], torch.ones(pred.shape[:2], device=args.device))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    with FlopCounterMode(display=False) as counter:
-        step()
-    flops_per_step = counter.get_total_flops()
-    for _ in range(2):
-        step()
-    sync(args.device)
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync(args.device)
-    dt = (time.perf_counter() - t) / args.steps
+    def measure(head_bn: str) -> tuple[float, float]:
+        """(seconds per step, FLOPs per step)"""
+        with FlopCounterMode(display=False) as counter:
+            step(head_bn)
+        for _ in range(2):
+            step(head_bn)
+        sync(args.device)
+        t = time.perf_counter()
+        for _ in range(args.steps):
+            step(head_bn)
+        sync(args.device)
+        return (time.perf_counter() - t) / args.steps, counter.get_total_flops()
+
+    modes = ["own", "batch"] if args.head_bn == "compare" else [args.head_bn]
+    timings: dict[str, tuple[float, float]] = {}
+    for _ in range(3 if len(modes) > 1 else 1):  # alternate the modes; the fastest round is least disturbed
+        for mode in modes:
+            t_step, flops = measure(mode)
+            timings[mode] = (min(t_step, timings.get(mode, (t_step,))[0]), flops)
+    dt, flops_per_step = timings[modes[-1]]
     peak = matmul_peak(args.device, torch.bfloat16 if args.precision == "bf16" else torch.float32)
     achieved = flops_per_step / dt
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"model: {cfg.backbone.name} ffn={cfg.backbone.ffn} head={cfg.head.type} params={params:.2f}M "
-          f"input={h}x{w} heads={len(names)} batch={batch} device={args.device} precision={args.precision} "
-          f"threads={torch.get_num_threads()}")
-    print(f"train step: {dt * 1e3:.1f} ms, {batch / dt:.1f} samples/s, {flops_per_step / batch / 1e9:.3f} GFLOP/sample")
-    print(f"achieved {achieved / 1e9:.1f} GFLOP/s; plain {args.precision} matmul peak {peak / 1e9:.1f} GFLOP/s; "
-          f"fraction of peak {achieved / peak:.2%}")
+    print(
+        f"model.head_bn={modes[-1]}; model: {cfg.backbone.name} ffn={cfg.backbone.ffn} head={cfg.head.type} params={params:.2f}M "
+        f"input={h}x{w} heads={len(names)} batch={batch} device={args.device} precision={args.precision} "
+        f"threads={torch.get_num_threads()}"
+    )
+    print(
+        f"train step: {dt * 1e3:.1f} ms, {batch / dt:.1f} samples/s, {flops_per_step / batch / 1e9:.3f} GFLOP/sample"
+    )
+    print(
+        f"achieved {achieved / 1e9:.1f} GFLOP/s; plain {args.precision} matmul peak {peak / 1e9:.1f} GFLOP/s; "
+        f"fraction of peak {achieved / peak:.2%}"
+    )
+    if len(timings) == 2:
+        (t_own, f_own), (t_batch, f_batch) = timings["own"], timings["batch"]
+        print(
+            f"model.head_bn: own {t_own * 1e3:.1f} ms/step ({f_own / 1e9:.2f} GFLOP), batch {t_batch * 1e3:.1f} "
+            f"ms/step ({f_batch / 1e9:.2f} GFLOP); batch/own time ratio {t_batch / t_own:.2f}"
+        )
 
 
 if __name__ == "__main__":

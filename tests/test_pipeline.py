@@ -1,15 +1,15 @@
-"""The data → target → decode → image coordinates → metric chain is consistent: decoding the encoded
-validation targets and scoring them gives (nearly) perfect metrics on every synthetic dataset."""
+"""The data -> target -> decode -> image coordinates -> metric chain is consistent: decoding the encoded
+validation targets with the Predictor (the code validation and ``multipose.predict`` use) and scoring them
+gives (nearly) perfect metrics on every synthetic dataset."""
 
 from __future__ import annotations
 
 import hydra
-import numpy as np
 import pytest
 
 from conftest import compose
-from multipose.data.geometry import crop_to_image
-from multipose.evaluation.evaluators import build_evaluator
+from multipose.evaluation.mix import MixEvaluation
+from multipose.inference import MixSpec, Predictor
 
 
 @pytest.fixture(scope="module")
@@ -22,23 +22,17 @@ def datamodule(tiny_world):
 
 def _score_targets(dm, d: int, shift_px: float = 0.0) -> dict[str, float]:
     name = dm.dataset_names[d]
-    entry = dm.dataset_entry(name)
-    skeleton = dm.skeletons[name]
-    evaluator = build_evaluator(entry.metric, name, dm.val_instances(name), skeleton)
+    spec = MixSpec.from_dict(dm.describe())
+    decoder = Predictor(None, spec)
+    evaluation = MixEvaluation(spec, dm.val_instances, {"cross_skeleton": False, "consistency": False})
+    k = spec.skeletons[name].num_keypoints
     for batch in dm.val_dataloader()[d]:
-        heatmaps = batch["heatmap"][:, : skeleton.num_keypoints]
-        coords, scores = dm.codecs[name].decode(heatmaps)
-        coords = crop_to_image(
-            coords, batch["center"].numpy(), batch["scale"].numpy(), dm.input_size, use_udp=entry.codec == "udp"
+        preds = decoder.decode(
+            batch["heatmap"][:, :k], name, batch["center"], batch["scale"], spec.dataset(name).use_udp
         )
-        coords[..., 0] += shift_px
-        evaluator.update(
-            np.concatenate([coords, scores[..., None]], axis=-1),
-            image_ids=batch["image_id"].numpy(),
-            ann_ids=batch["ann_id"].numpy(),
-            bbox_scores=batch["bbox_score"].numpy(),
-            areas=batch["area"].numpy(),
-        )
+        preds[..., 0] += shift_px
+        evaluation.update(name, batch, {name: preds})
+    evaluator = evaluation.evaluators[name]
     return evaluator.compute(None)
 
 

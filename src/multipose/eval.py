@@ -44,6 +44,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"data mix {list(datamodule.dataset_names)} does not match the checkpoint's heads "
             f"{list(module.dataset_names)}; pass the data config used in training (data=<mix>)"
         )
+    module.mix = datamodule.describe()  # the crops and codecs of the data evaluated here
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
     trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = dict(module.val_metrics)

@@ -1,14 +1,15 @@
 """The LightningModule: one ViT, one heatmap head per dataset skeleton, trained on mixed batches.
 
-Training: the backbone runs once on the mixed batch (each sample routed to its dataset's expert when the FFN is
-partially shared); head ``d`` runs only on the samples of dataset ``d`` and is supervised by the target-weighted
-heatmap MSE against its own skeleton's targets (the padded target is sliced to the head's K, the fix of
-ViTPose issues #78/#128). Losses are logged per dataset.
+Training: the backbone runs once on the mixed batch (each sample through its dataset's expert when the FFN is
+partially shared) and the heads run as ``model.heads_on`` / ``model.head_bn`` say
+(:meth:`~multipose.models.pose_model.PoseModel.head_outputs`); head ``d`` is supervised on dataset ``d``'s samples
+by the target-weighted heatmap MSE against its own skeleton's targets (the padded target is sliced to the head's
+K, the fix of ViTPose issues #78/#128). Losses are logged per dataset.
 
-Validation: one loader per dataset. Each head runs with its own expert (for a MoE backbone this is the
-merged single-task model of ViTPose++), with flip test, decoding by the dataset's codec and mapping back to image
-pixels; the dataset's own head is scored with the dataset's metric (COCO AP, PCKh, PCK), every other head, on the
-synthetic world, against the hidden ground truth of its skeleton (cross-skeleton accuracy).
+Validation: one loader per dataset. :class:`~multipose.inference.Predictor` runs the heads (each with its own
+expert, flip test, the head's codec, crop -> image) and :class:`~multipose.evaluation.mix.MixEvaluation` scores
+them (own metric, cross-skeleton accuracy, cross-head consistency, DDP gathering, ``val/score``). Both read the
+frozen mix description (``mix``, from ``MultiPoseDataModule.describe()``), not the DataModule.
 """
 
 from __future__ import annotations
@@ -20,15 +21,46 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 
+from multipose.evaluation.mix import PRIMARY_METRIC
 from multipose.losses import keypoint_mse
 from multipose.models.build import model_from_config
+from multipose.models.pose_model import HEAD_BN, HEADS_ON, HeadOutputs
 
 log = logging.getLogger(__name__)
 
-PRIMARY_METRIC = {"coco": "AP", "pckh": "PCKh@0.5", "pck": "PCK@0.2", "nme": "NME"}
+#: loss groups whose weights compare heads with each other (``loss.<method>.*``); any weight > 0 needs every head
+#: on every sample (``model.heads_on=all``)
+CROSS_HEAD_METHODS = ("acae", "posebh")
+
+
+#: ``evaluation.voting``: MDPN multi-branch voting at test time
+VOTING = ("none", "fill", "average")
+
+
+def cross_head_losses_active(loss: Mapping[str, Any]) -> bool:
+    """True when any numeric weight under ``loss.<method>`` (a method of :data:`CROSS_HEAD_METHODS`) is > 0."""
+
+    def positive(node: Any) -> bool:
+        if isinstance(node, Mapping):
+            return any(positive(v) for v in node.values())
+        return isinstance(node, (int, float)) and not isinstance(node, bool) and node > 0
+
+    return any(positive(loss.get(m) or {}) for m in CROSS_HEAD_METHODS)
+
+
+def resolve_heads_on(heads_on: str, loss: Mapping[str, Any]) -> str:
+    """``model.heads_on``, switched to ``all`` when a cross-head loss is on."""
+    if heads_on not in HEADS_ON:
+        raise ValueError(f"model.heads_on must be one of {HEADS_ON}, got {heads_on!r}")
+    if heads_on == "own" and cross_head_losses_active(loss):
+        log.info(
+            "model.heads_on=all: a cross-head loss weight under loss.{%s} is > 0",
+            ",".join(CROSS_HEAD_METHODS),
+        )
+        return "all"
+    return heads_on
 
 
 class PoseLitModule(L.LightningModule):
@@ -38,7 +70,13 @@ class PoseLitModule(L.LightningModule):
         hyper-parameters so :func:`multipose.load_pose_model` can rebuild the network without Hydra.
     optim: AdamW / layer-decay / schedule settings (``conf/optim``).
     loss: loss weights (``conf/loss``).
-    evaluation: flip test, cross-skeleton, NMS settings (``conf/evaluation``).
+    evaluation: flip test, cross-skeleton, consistency, NMS settings (``conf/evaluation``).
+    model: how the heads run in training (``conf/model``: ``heads_on``, ``head_bn``, ``sync_bn``).
+    mix: the mix description (``MultiPoseDataModule.describe()``); without it validation asks the attached
+        DataModule once.
+
+    ``losses_on`` (set by the stage schedule; None = every configured loss) names the loss terms that count,
+    e.g. ``{"heatmap"}``; ``model.frozen_parts`` the parts that do not train.
     """
 
     def __init__(
@@ -47,6 +85,8 @@ class PoseLitModule(L.LightningModule):
         optim: Mapping[str, Any] | None = None,
         loss: Mapping[str, Any] | None = None,
         evaluation: Mapping[str, Any] | None = None,
+        model: Mapping[str, Any] | None = None,
+        mix: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -68,176 +108,117 @@ class PoseLitModule(L.LightningModule):
         if reduction not in ("batch_share", "per_dataset"):
             raise ValueError(f"loss.reduction must be 'batch_share' or 'per_dataset', got {reduction!r}")
         self.loss_reduction = reduction
+        opts = dict(model or {})
+        self.heads_on = resolve_heads_on(str(opts.get("heads_on", "own")), self.loss_cfg)
+        self.head_bn = str(opts.get("head_bn", "own"))
+        if self.head_bn not in HEAD_BN:
+            raise ValueError(f"model.head_bn must be one of {HEAD_BN}, got {self.head_bn!r}")
+        self.sync_bn = bool(opts.get("sync_bn", False))
+        if self.sync_bn and self.head_bn != "batch":
+            raise ValueError(
+                "model.sync_bn=true needs model.head_bn=batch: with head_bn=own a rank without samples of a "
+                "dataset would skip that head and the BatchNorm all-reduce would hang"
+            )
+        voting = self.eval_cfg.get("voting", "none")
+        if voting not in VOTING:
+            raise ValueError(f"evaluation.voting must be one of {VOTING}, got {voting!r}")
+        if voting != "none":
+            raise NotImplementedError(
+                f"evaluation.voting={voting} is not wired into validation yet (multipose.bridges.voting); use none"
+            )
+        self.mix = dict(mix) if mix is not None else None
+        self.losses_on: frozenset[str] | None = None
         self.val_metrics: dict[str, float] = {}
         self.val_metrics_step = -1  # global step at which val_metrics were computed
-        self._evaluators: dict[str, Any] = {}
-        self._cross: dict[str, Any] = {}
+        self.evaluation = None
+        self.predictor = None
+
+    def setup(self, stage: str) -> None:
+        converted = any(isinstance(m, torch.nn.SyncBatchNorm) for m in self.model.heads.modules())
+        if self.sync_bn and self.trainer.world_size > 1 and not converted:
+            if self.trainer.strategy.root_device.type == "cpu":
+                raise ValueError(
+                    "model.sync_bn=true needs GPUs (SyncBatchNorm does not run on CPU); set it false"
+                )
+            self.model.heads = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model.heads)
 
     # ------------------------------------------------------------------ training
     def forward(self, images: torch.Tensor, dataset_idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Heatmaps of every sample from its own dataset's head: ``{dataset: [n_d, K_d, h, w]}``."""
-        feats = self.model(images, dataset_idx)
-        out = {}
-        for d, name in enumerate(self.dataset_names):
-            sel = (dataset_idx == d).nonzero(as_tuple=True)[0]
-            if sel.numel():
-                out[name] = self.model.heads[name](feats[sel])
-        return out
+        return self.head_outputs(images, dataset_idx).owned
+
+    def head_outputs(self, images: torch.Tensor, dataset_idx: torch.Tensor) -> HeadOutputs:
+        """Every head's heatmaps for a mixed batch (``all`` when ``model.heads_on=all``) plus the owner mask."""
+        return self.model.head_outputs(images, dataset_idx, self.heads_on, self.head_bn)
+
+    def loss_on(self, term: str) -> bool:
+        return self.losses_on is None or term in self.losses_on
 
     def supervised_loss(
-        self, batch: dict[str, torch.Tensor]
+        self, batch: dict[str, torch.Tensor], outputs: HeadOutputs | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
-        """Ground-truth heatmap loss of a mixed batch: the backbone once, head ``d`` on dataset ``d``'s samples,
-        target-weighted MSE against the target sliced to the head's K; per-dataset losses are logged.
+        """Ground-truth heatmap loss of a mixed batch: head ``d`` on dataset ``d``'s samples, target-weighted MSE
+        against the target sliced to the head's K; per-dataset losses are logged.
 
         Returns ``(sum_d w_d * loss_d, {dataset: its heads' predictions}, {dataset: w_d})`` where ``w_d`` is the
         dataset weight times its batch share (``loss.reduction=batch_share``) or 1 (``per_dataset``).
         """
-        images, didx = batch["image"], batch["dataset_idx"]
-        feats = self.model(images, didx)
-        batch_size = images.shape[0]
-        total = feats.new_zeros(())
-        preds: dict[str, torch.Tensor] = {}
+        if outputs is None:
+            outputs = self.head_outputs(batch["image"], batch["dataset_idx"])
+        didx = outputs.owner
+        total = batch["image"].new_zeros(())
         weights: dict[str, float] = {}
         for d, name in enumerate(self.dataset_names):
-            head = self.model.heads[name]
-            sel = (didx == d).nonzero(as_tuple=True)[0]
-            if sel.numel() == 0:
-                # keep every parameter in the graph (DDP without find_unused_parameters)
-                total = total + 0.0 * sum(p.sum() for p in head.parameters())
+            if name not in outputs.owned:
                 continue
+            sel = (didx == d).nonzero(as_tuple=True)[0]
             k = self.num_keypoints[d]
-            pred = head(feats[sel])
+            pred = outputs.owned[name]
             loss_d = keypoint_mse(pred, batch["heatmap"][sel, :k], batch["heatmap_weight"][sel, :k])
             self.log(f"train/{name}/loss", loss_d.detach(), batch_size=int(sel.numel()))
-            share = sel.numel() / batch_size if self.loss_reduction == "batch_share" else 1.0
+            share = sel.numel() / didx.shape[0] if self.loss_reduction == "batch_share" else 1.0
             weights[name] = self.dataset_weights[d] * share
             total = total + weights[name] * loss_d
-            preds[name] = pred
-        return total, preds, weights
+        # parameters left out of the graph (frozen, or heads without samples) get zero gradients: DDP needs them
+        total = total + self.model.frozen_anchor(total, outputs)
+        return total, dict(outputs.owned), weights
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        total, _, _ = self.supervised_loss(batch)
-        loss = float(self.loss_cfg.get("heatmap", 1.0)) * total
+        outputs = self.head_outputs(batch["image"], batch["dataset_idx"])
+        total, _, _ = self.supervised_loss(batch, outputs)
+        weight = float(self.loss_cfg.get("heatmap", 1.0)) if self.loss_on("heatmap") else 0.0
+        loss = weight * total
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
     # ------------------------------------------------------------------ validation
-    def _datamodule(self):
+    def on_validation_epoch_start(self) -> None:
+        from multipose.evaluation.mix import MixEvaluation
+        from multipose.inference import MixSpec, Predictor
+
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None:
-            raise RuntimeError("PoseLitModule validation needs the MultiPoseDataModule attached to the trainer")
-        return dm
-
-    def on_validation_epoch_start(self) -> None:
-        from multipose.evaluation.cross_skeleton import CrossSkeletonEvaluator
-        from multipose.evaluation.evaluators import build_evaluator
-
-        dm = self._datamodule()
-        self._evaluators, self._cross = {}, {}
-        for name in dm.dataset_names:
-            instances = dm.val_instances(name)
-            entry = dm.dataset_entry(name)
-            self._evaluators[name] = build_evaluator(
-                entry.metric,
-                name,
-                instances,
-                dm.skeletons[name],
-                **{
-                    "oks_nms_thr": self.eval_cfg.get("oks_nms_thr", 0.9),
-                    "vis_thr": self.eval_cfg.get("vis_thr", 0.2),
-                    "soft_nms": self.eval_cfg.get("soft_nms", False),
-                    "image_ids": dm.val_image_ids(name) if hasattr(dm, "val_image_ids") else None,
-                    **dict(getattr(entry, "metric_options", None) or {}),  # the data entry's own options win
-                },
+            raise RuntimeError(
+                "PoseLitModule validation needs the MultiPoseDataModule (the ground truth) attached"
             )
-            if self.eval_cfg.get("cross_skeleton", True) and any(i.extra_gt for i in instances[:50]):
-                heads = {h: dm.skeletons[h] for h in self.dataset_names if h != name}
-                self._cross[name] = {
-                    h: CrossSkeletonEvaluator(name, h, instances, skel) for h, skel in heads.items()
-                    if any(skel.name in i.extra_gt for i in instances[:50])
-                }
+        if self.mix is None:
+            self.mix = dm.describe()
+        spec = MixSpec.from_dict(self.mix)
+        self.predictor = Predictor(self.model, spec, flip_test=self.eval_cfg.get("flip_test", True))
+        self.evaluation = MixEvaluation(spec, dm.val_instances, self.eval_cfg, images=dm.val_image_ids)
 
-    def _head_heatmaps(self, images: torch.Tensor, head_idx: int, feats_cache: dict) -> torch.Tensor:
-        """Heatmaps of head ``head_idx`` (with that dataset's expert), flip-tested if configured."""
-        name = self.dataset_names[head_idx]
-        key = head_idx if getattr(self.model.backbone, "routed", False) else -1
-        if key not in feats_cache:
-            didx = torch.full((images.shape[0],), head_idx, dtype=torch.long, device=images.device)
-            feats = self.model(images, didx)
-            feats_flip = self.model(images.flip(-1), didx) if self.eval_cfg.get("flip_test", True) else None
-            feats_cache[key] = (feats, feats_flip)
-        feats, feats_flip = feats_cache[key]
-        heatmaps = self.model.heads[name](feats)
-        if feats_flip is not None:
-            dm = self._datamodule()
-            flipped = self.model.heads[name](feats_flip)
-            flipped = dm.codecs[name].flip_back(flipped, dm.skeletons[name].flip_indices)
-            heatmaps = 0.5 * (heatmaps + flipped)
-        return heatmaps
-
-    def _to_image(self, heatmaps: torch.Tensor, head_name: str, val_name: str, batch) -> np.ndarray:
-        """Decode with the head's codec and map to image pixels with the validation set's crop geometry."""
-        from multipose.data.geometry import crop_to_image
-
-        dm = self._datamodule()
-        coords, scores = dm.codecs[head_name].decode(heatmaps.float().detach().cpu())
-        entry = dm.dataset_entry(val_name)
-        img = crop_to_image(
-            coords,
-            batch["center"].cpu().numpy(),
-            batch["scale"].cpu().numpy(),
-            tuple(dm.input_size),
-            use_udp=entry.codec == "udp",
-        )
-        return np.concatenate([img, scores[..., None]], axis=-1).astype(np.float32)
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        dm = self._datamodule()
-        val_name = dm.dataset_names[dataloader_idx]
-        images = batch["image"]
-        ids = {
-            "ann_ids": batch["ann_id"].cpu().numpy(),
-            "image_ids": batch["image_id"].cpu().numpy(),
-            "bbox_scores": batch["bbox_score"].cpu().numpy(),
-            "areas": batch["area"].cpu().numpy(),
-            "scales": batch["scale"].cpu().numpy(),  # OKS-NMS area = prod(scale), as mmpose
-        }
-        cache: dict = {}
-        own = self.dataset_names.index(val_name)
-        preds = self._to_image(self._head_heatmaps(images, own, cache), val_name, val_name, batch)
-        self._evaluators[val_name].update(preds, **ids)
-        for head_name, evaluator in self._cross.get(val_name, {}).items():
-            hidx = self.dataset_names.index(head_name)
-            preds = self._to_image(self._head_heatmaps(images, hidx, cache), head_name, val_name, batch)
-            evaluator.update(preds, **ids)
-
-    def _gather(self, evaluator) -> None:
-        """Merge evaluator states across ranks (DDP validation)."""
-        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            states: list = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(states, evaluator.state())
-            evaluator.merge(states)
+    def validation_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        name = self.predictor.mix.names[dataloader_idx]
+        preds = self.predictor.predict_batch(batch, name, self.evaluation.heads_for(name))
+        self.evaluation.update(name, batch, {h: p.keypoints for h, p in preds.items()})
 
     def on_validation_epoch_end(self) -> None:
-        if not self._evaluators:
+        if self.evaluation is None:
             return
-        out_dir = Path(self.trainer.default_root_dir) / "results"
-        metrics: dict[str, float] = {}
-        primaries = []
-        for name, evaluator in self._evaluators.items():
-            self._gather(evaluator)
-            result = evaluator.compute(out_dir if self.trainer.is_global_zero else None)
-            for key, value in result.items():
-                metrics[f"val/{name}/{key}"] = float(value)
-            primary = PRIMARY_METRIC[evaluator.metric]
-            if primary in result:
-                primaries.append(float(result[primary]))
-            for cross in self._cross.get(name, {}).values():
-                self._gather(cross)
-                for key, value in cross.compute().items():
-                    metrics[f"val/{name}/{key}"] = float(value)
-        metrics["val/score"] = float(np.mean(primaries)) if primaries else float("nan")
+        out_dir = Path(self.trainer.default_root_dir) / "results" if self.trainer.is_global_zero else None
+        metrics = self.evaluation.compute(out_dir)
         self.val_metrics = metrics
         self.val_metrics_step = self.global_step
         # every rank holds the same gathered metrics; sync_dist only silences Lightning's DDP warning
@@ -269,15 +250,24 @@ class PoseLitModule(L.LightningModule):
         optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))))
         total_steps = int(self.trainer.estimated_stepping_batches)
         max_epochs = max(int(self.trainer.max_epochs or 1), 1)
-        steps_per_epoch = max(total_steps // max_epochs, 1) if self.trainer.max_epochs and self.trainer.max_epochs > 0 else total_steps
+        steps_per_epoch = (
+            max(total_steps // max_epochs, 1)
+            if self.trainer.max_epochs and self.trainer.max_epochs > 0
+            else total_steps
+        )
         milestones = [
             int(round(m * max_epochs)) * steps_per_epoch if m < 1 else int(m) * steps_per_epoch
             for m in cfg.get("milestones", [])
         ]
         kind = cfg.get("schedule", "step")
-        warmup = {"warmup_iters": int(cfg.get("warmup_iters", 500)), "warmup_ratio": float(cfg.get("warmup_ratio", 0.001))}
+        warmup = {
+            "warmup_iters": int(cfg.get("warmup_iters", 500)),
+            "warmup_ratio": float(cfg.get("warmup_ratio", 0.001)),
+        }
         if kind == "step":
-            schedule = warmup_step_schedule(**warmup, milestones=milestones, gamma=float(cfg.get("gamma", 0.1)))
+            schedule = warmup_step_schedule(
+                **warmup, milestones=milestones, gamma=float(cfg.get("gamma", 0.1))
+            )
         elif kind == "cosine":
             schedule = warmup_cosine_schedule(
                 **warmup, total_steps=total_steps, min_ratio=float(cfg.get("min_lr_ratio", 0.0))

@@ -69,6 +69,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             optim=OmegaConf.to_container(cfg.optim, resolve=True),
             loss=OmegaConf.to_container(cfg.loss, resolve=True),
             evaluation=OmegaConf.to_container(cfg.evaluation, resolve=True),
+            model=OmegaConf.to_container(cfg.model, resolve=True) if cfg.get("model") else None,
+            mix=datamodule.describe(),
         )
     if cfg.backbone.get("init"):
         from multipose.models.checkpoints import load_backbone_init

@@ -29,33 +29,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from multipose.inference.draw import COLOURS, draw_pose, keypoint_sides
+
 __all__ = ["COLOURS", "keypoint_sides", "render_grid", "render_tile", "save_grid", "main"]
 
-#: RGB colours of the drawing.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "left": (30, 144, 255),
-    "right": (255, 140, 0),
-    "centre": (50, 205, 50),
-    "decoded": (255, 0, 255),
-    "banner": (0, 0, 0),
-    "text": (255, 255, 255),
-}
 _MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
 _STD = np.array([0.229, 0.224, 0.225], np.float32) * 255.0
-
-
-def keypoint_sides(skeleton: Any) -> list[str]:
-    """``"left"``, ``"right"`` or ``"centre"`` per keypoint, from the name (or semantic tag) tokens."""
-    sides = []
-    for name, tag in zip(skeleton.keypoints, skeleton.semantic):
-        tokens = set(str(name).lower().replace("-", "_").split("_")) | set(str(tag).lower().split("_"))
-        if "left" in tokens or "l" in tokens:
-            sides.append("left")
-        elif "right" in tokens or "r" in tokens:
-            sides.append("right")
-        else:
-            sides.append("centre")
-    return sides
 
 
 def _unnormalise(image: Any) -> np.ndarray:
@@ -78,21 +57,13 @@ def render_tile(
     h, w = crop.shape[:2]
     tile = cv2.resize(crop, (w * zoom, h * zoom), interpolation=cv2.INTER_NEAREST)
     k = skeleton.num_keypoints
-    sides = keypoint_sides(skeleton)
     kp = np.asarray(out["keypoints"], np.float32)[:k]
     vis = kp[:, 2] > 0
 
     def px(p: np.ndarray) -> tuple[int, int]:  # crop pixel centre -> tile pixel
         return int(round((p[0] + 0.5) * zoom - 0.5)), int(round((p[1] + 0.5) * zoom - 0.5))
 
-    thick = max(1, zoom // 2)
-    for a, b in skeleton.links:
-        if vis[a] and vis[b]:
-            side = sides[a] if sides[a] == sides[b] else "centre"
-            cv2.line(tile, px(kp[a]), px(kp[b]), COLOURS[side], thick, cv2.LINE_AA)
-    radius = max(2, zoom + 1)
-    for j in np.flatnonzero(vis):
-        cv2.circle(tile, px(kp[j]), radius, COLOURS[sides[j]], -1, cv2.LINE_AA)
+    draw_pose(tile, kp, skeleton, vis, thickness=max(1, zoom // 2), radius=max(2, zoom + 1), to_pixel=px)
 
     heat = np.asarray(sample["heatmap"], np.float32)[:k][None]
     coords, _ = codec.decode(heat)

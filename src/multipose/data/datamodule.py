@@ -353,6 +353,24 @@ class MultiPoseDataModule(L.LightningDataModule):
             raise KeyError(f"unknown dataset {name!r}; the mix has {self.dataset_names}")
         return self.entries[name]
 
+    def describe(self) -> dict[str, Any]:
+        """The mix as the model side needs it, in plain containers (``multipose.inference.MixSpec.from_dict``)."""
+        return {
+            "input_size": list(self.input_size),
+            "heatmap_size": list(self.heatmap_size),
+            "sigma": self.sigma,
+            "datasets": {
+                n: {
+                    "skeleton": str(e.skeleton),
+                    "codec": e.codec,
+                    "metric": e.metric,
+                    "use_udp": e.use_udp,
+                    "metric_options": dict(e.metric_options),
+                }
+                for n, e in self.entries.items()
+            },
+        }
+
     def val_instances(self, name: str) -> list[Any]:
         """All GT records of ``name``'s validation annotation file (crowd included): what evaluators score."""
         if name not in self._val_instances:

@@ -25,12 +25,23 @@ the paper does not give its scale.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["ClassicHead", "SimpleHead", "MinimalHead", "build_head", "upsample_for_stride", "HEAD_TYPES"]
+__all__ = [
+    "ClassicHead",
+    "SimpleHead",
+    "MinimalHead",
+    "build_head",
+    "upsample_for_stride",
+    "HEAD_TYPES",
+    "recording_bn_statistics",
+    "bn_statistics_from",
+]
 
 HEAD_TYPES = ("classic", "classic_fp", "simple", "minimal")
 
@@ -102,7 +113,9 @@ class ClassicHead(nn.Module):
         ch = in_channels
         for f in filters:
             layers += [
-                nn.ConvTranspose2d(ch, f, deconv_kernel, stride=2, padding=pad, output_padding=out_pad, bias=False),
+                nn.ConvTranspose2d(
+                    ch, f, deconv_kernel, stride=2, padding=pad, output_padding=out_pad, bias=False
+                ),
                 nn.BatchNorm2d(f),
                 nn.ReLU(inplace=True),
             ]
@@ -132,14 +145,18 @@ class ClassicHead(nn.Module):
 class SimpleHead(nn.Module):
     """Simple ViTPose decoder: ReLU -> bilinear x``upsample`` -> ``final_layer`` (3x3 conv, padding 1)."""
 
-    def __init__(self, in_channels: int, num_keypoints: int, upsample: int = 4, final_conv_kernel: int = 3) -> None:
+    def __init__(
+        self, in_channels: int, num_keypoints: int, upsample: int = 4, final_conv_kernel: int = 3
+    ) -> None:
         super().__init__()
         if upsample < 1:
             raise ValueError(f"SimpleHead upsample must be >= 1, got {upsample}")
         if final_conv_kernel not in (1, 3):
             raise ValueError(f"final_conv_kernel must be 1 or 3, got {final_conv_kernel}")
         self.in_channels, self.num_keypoints, self.upsample = in_channels, num_keypoints, upsample
-        self.final_layer = nn.Conv2d(in_channels, num_keypoints, final_conv_kernel, padding=final_conv_kernel // 2)
+        self.final_layer = nn.Conv2d(
+            in_channels, num_keypoints, final_conv_kernel, padding=final_conv_kernel // 2
+        )
         _init_conv(self.final_layer)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -176,3 +193,49 @@ def build_head(kind: str, in_channels: int, num_keypoints: int, upsample: int = 
     if kind == "minimal":
         return MinimalHead(in_channels, num_keypoints, upsample=upsample, **kwargs)
     raise ValueError(f"unknown head type {kind!r}; choose one of {', '.join(HEAD_TYPES)}")
+
+
+# ----------------------------------------------------------------------------------------- BatchNorm statistics
+
+
+@contextmanager
+def recording_bn_statistics(head: nn.Module) -> Iterator[dict[str, tuple[Tensor, Tensor]]]:
+    """Record, for every BatchNorm layer of ``head`` in training mode, the batch mean and (biased) variance it
+    normalises with during the forward passes inside the ``with`` block: ``{module name: (mean, var)}``
+    (detached). Used with :func:`bn_statistics_from` to run a head on other samples with these statistics."""
+    stats: dict[str, tuple[Tensor, Tensor]] = {}
+    hooks = []
+    for name, module in head.named_modules():
+        if isinstance(module, _BatchNorm) and module.training:
+
+            def hook(mod: nn.Module, args: tuple, name: str = name) -> None:
+                x = args[0].detach()
+                dims = [0, *range(2, x.dim())]
+                stats[name] = (x.mean(dims), x.var(dims, unbiased=False))
+
+            hooks.append(module.register_forward_pre_hook(hook))
+    try:
+        yield stats
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@contextmanager
+def bn_statistics_from(head: nn.Module, stats: Mapping[str, tuple[Tensor, Tensor]] | None) -> Iterator[None]:
+    """Inside the block every BatchNorm layer of ``head`` normalises with fixed statistics and updates nothing:
+    ``stats[name]`` where given (from :func:`recording_bn_statistics`), its running statistics otherwise
+    (``stats=None``). The layers' affine parameters still get gradients; the statistics are constants."""
+    saved = []
+    for name, module in head.named_modules():
+        if isinstance(module, _BatchNorm):
+            saved.append((module, module.training, module.running_mean, module.running_var))
+            module.training = False
+            if stats is not None and name in stats:
+                module.running_mean, module.running_var = stats[name]
+    try:
+        yield
+    finally:
+        for module, training, mean, var in saved:
+            module.training = training
+            module.running_mean, module.running_var = mean, var

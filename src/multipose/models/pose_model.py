@@ -3,23 +3,73 @@
 Conventions (docs/architecture.md): dataset index in a batch == position of the dataset in the mix ==
 expert index of the backbone == position of the head in ``heads``. Heads are keyed by dataset name; each head
 predicts its dataset's skeleton (``head_skeletons[name]``). Any head can run on any image (cross-skeleton
-prediction); for a routed backbone the features then come from that head's own expert.
+prediction).
+
+Which expert a head's prediction uses (routed / MoE backbone):
+
+* training (:meth:`PoseModel.head_outputs`): the backbone runs **once** on the mixed batch, every sample through
+  its own dataset's expert; a head's prediction on another dataset's sample (a cross prediction) therefore uses
+  the **sample's** expert, as in ViTPose++ training;
+* test time (:meth:`PoseModel.predict_heatmaps`, :class:`multipose.inference.Predictor`): a head runs on features
+  computed with **its own** expert, i.e. the merged single-task model of that dataset (:meth:`merge_experts`).
+
+Frozen parts (``frozen_parts``, set by the stage schedule): ``"backbone"``, ``"experts"``, ``"heads"``,
+``"heads.<dataset>"``. Frozen parts run under ``torch.no_grad()`` where that is possible: the backbone when it is
+frozen together with its experts (or has none), a head when ``heads`` or ``heads.<name>`` is frozen. Freezing only
+one of backbone/experts still runs the backbone with gradients; the stage schedule clears the frozen parameters'
+gradients before the optimiser step. :meth:`frozen_anchor` ties parameters that got no gradient into the loss
+with weight 0, so DDP (which expects every parameter that requires grad to receive one) needs no
+``find_unused_parameters``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from multipose.models.heads import build_head, upsample_for_stride
+from multipose.models.heads import (
+    bn_statistics_from,
+    build_head,
+    recording_bn_statistics,
+    upsample_for_stride,
+)
 from multipose.models.registry import build_backbone
 from multipose.models.vit import ViTPoseBackbone
 
-__all__ = ["PoseModel", "build_pose_model"]
+__all__ = ["HEADS_ON", "HEAD_BN", "HeadOutputs", "PoseModel", "build_pose_model"]
+
+#: ``model.heads_on``: ``own`` — each head predicts only its own dataset's samples; ``all`` — every head also
+#: predicts every other sample of the batch (cross predictions, for the bridging losses).
+HEADS_ON = ("own", "all")
+#: ``model.head_bn``: ``own`` — a head's BatchNorm statistics come from its own samples; ``batch`` — every head
+#: runs on the whole per-GPU batch, so its statistics are the full mixed batch's (official ViTPose++).
+HEAD_BN = ("own", "batch")
+
+
+@dataclass
+class HeadOutputs:
+    """What the heads predicted for one mixed batch.
+
+    ``owner [B]`` is the index (in mix order) of the dataset that owns each sample; ``owned[name]`` holds head
+    ``name``'s heatmaps ``[n_name, K_name, h, w]`` of the samples it owns, in batch order (absent when the batch
+    has none); ``all[name]`` holds its heatmaps of **every** sample ``[B, K_name, h, w]`` when cross predictions
+    were computed (``heads_on='all'`` or ``head_bn='batch'``), else ``all`` is None. The supervised loss reads
+    ``owned`` only, so its value and gradients do not depend on ``heads_on``.
+    """
+
+    owner: Tensor
+    owned: dict[str, Tensor]
+    all: dict[str, Tensor] | None
+
+    def mask(self, index: int) -> Tensor:
+        """``[B]`` bool: the samples owned by dataset number ``index``."""
+        return self.owner == index
 
 
 def _skeleton_info(skeleton: Any, dataset: str) -> tuple[str, int | None]:
@@ -86,6 +136,8 @@ class PoseModel(nn.Module):
                         "build the head with the skeleton's keypoint count"
                     )
                 self.head_skeletons[name] = sk_name
+        #: names of the parts that do not train (see the module docstring); set by the stage schedule
+        self.frozen_parts: frozenset[str] = frozenset()
 
     # --------------------------------------------------------------- lookup
     def head_index(self, name: str) -> int:
@@ -148,16 +200,92 @@ class PoseModel(nn.Module):
         ``index`` are the sample positions in the batch (ascending). Cheaper than :meth:`heatmaps` with many heads;
         BatchNorm statistics of a head then come from its own samples only.
         """
-        feats = self.backbone(images, dataset_idx)
-        out: dict[str, tuple[Tensor, Tensor]] = {}
-        for i, name in enumerate(self.dataset_names):
-            index = torch.nonzero(dataset_idx == i, as_tuple=False).flatten()
-            if index.numel():
-                out[name] = (index, self.heads[name](feats.index_select(0, index)))
-        return out
+        owned = self.head_outputs(images, dataset_idx).owned
+        return {
+            n: ((dataset_idx == self.head_index(n)).nonzero(as_tuple=True)[0], h) for n, h in owned.items()
+        }
+
+    # ----------------------------------------------------------- training
+    def is_frozen(self, part: str) -> bool:
+        """Whether ``part`` (``backbone``, ``experts``, ``heads`` or ``heads.<name>``) is frozen."""
+        frozen = self.frozen_parts
+        if part.startswith("heads."):
+            return "heads" in frozen or part in frozen
+        return part in frozen
+
+    def _backbone_context(self) -> contextlib.AbstractContextManager:
+        routed = getattr(self.backbone, "routed", False)
+        no_grad = self.is_frozen("backbone") and (self.is_frozen("experts") or not routed)
+        return torch.no_grad() if no_grad else contextlib.nullcontext()
+
+    def head_outputs(
+        self, images: Tensor, dataset_idx: Tensor, heads_on: str = "own", head_bn: str = "own"
+    ) -> HeadOutputs:
+        """Backbone once on the mixed batch (each sample through its own expert), then the heads.
+
+        ``head_bn='own'``: head ``d`` runs on its own samples (BatchNorm statistics of those samples, as before);
+        with ``heads_on='all'`` it then also runs on the other samples, normalised with the statistics of its own
+        samples (constants; the running statistics are updated once, by the own samples; a head without samples
+        in the batch uses its running statistics). ``head_bn='batch'``: every head runs on the whole batch
+        (statistics of the full batch; ``owned`` is sliced from it), so cross predictions come for free.
+        """
+        if heads_on not in HEADS_ON:
+            raise ValueError(f"model.heads_on must be one of {HEADS_ON}, got {heads_on!r}")
+        if head_bn not in HEAD_BN:
+            raise ValueError(f"model.head_bn must be one of {HEAD_BN}, got {head_bn!r}")
+        with self._backbone_context():
+            feats = self.backbone(images, dataset_idx)
+        owned: dict[str, Tensor] = {}
+        full: dict[str, Tensor] | None = {} if (heads_on == "all" or head_bn == "batch") else None
+        for d, name in enumerate(self.dataset_names):
+            head = self.heads[name]
+            sel = (dataset_idx == d).nonzero(as_tuple=True)[0]
+            with torch.no_grad() if self.is_frozen(f"heads.{name}") else contextlib.nullcontext():
+                if head_bn == "batch":
+                    full[name] = head(feats)  # type: ignore[index]
+                    if sel.numel():
+                        owned[name] = full[name][sel]  # type: ignore[index]
+                    continue
+                if heads_on == "own":
+                    if sel.numel():
+                        owned[name] = head(feats[sel])  # the same indexing (and backward) as always
+                    continue
+                other = (dataset_idx != d).nonzero(as_tuple=True)[0]
+                stats = None
+                parts = []
+                if sel.numel():
+                    with recording_bn_statistics(head) as stats:
+                        owned[name] = head(feats[sel])
+                    parts.append(owned[name])
+                if other.numel():
+                    with bn_statistics_from(head, stats):
+                        parts.append(head(feats[other]))
+                order = torch.argsort(torch.cat([sel, other]))
+                full[name] = torch.cat(parts).index_select(0, order)  # type: ignore[index]
+        return HeadOutputs(owner=dataset_idx, owned=owned, all=full)
+
+    def frozen_anchor(self, reference: Tensor, outputs: HeadOutputs | None = None) -> Tensor:
+        """``0 * sum`` of the trainable parameters that the supervised loss of ``outputs`` does not reach (frozen
+        parts run under ``no_grad``; heads without samples in the batch), as a scalar on ``reference``'s device.
+        Adding it to the loss gives them zero gradients, which DDP needs."""
+        params: list[Tensor] = []
+        if self.is_frozen("backbone") and (
+            self.is_frozen("experts") or not getattr(self.backbone, "routed", False)
+        ):
+            params += [p for p in self.backbone.parameters() if p.requires_grad]
+        for name in self.dataset_names:
+            absent = outputs is not None and name not in outputs.owned
+            if self.is_frozen(f"heads.{name}") or absent:
+                params += [p for p in self.heads[name].parameters() if p.requires_grad]
+        anchor = reference.new_zeros(())
+        for p in params:
+            anchor = anchor + 0.0 * p.sum()
+        return anchor
 
     @torch.no_grad()
-    def predict_heatmaps(self, images: Tensor, skeleton: str | None = None, head: str | None = None) -> Tensor:
+    def predict_heatmaps(
+        self, images: Tensor, skeleton: str | None = None, head: str | None = None
+    ) -> Tensor:
         """Heatmaps ``[B, K, h, w]`` of one head, chosen by dataset name or skeleton name, for every image
         (the backbone routes every sample through that dataset's expert). Runs under ``no_grad``; call
         ``.eval()`` first for inference."""
@@ -215,6 +343,8 @@ def build_pose_model(
         else:
             k = _skeleton_info(skel, name)[1]
             if k is None:
-                raise ValueError(f"cannot tell the keypoint count of dataset {name!r}; pass num_keypoints={{...}}")
+                raise ValueError(
+                    f"cannot tell the keypoint count of dataset {name!r}; pass num_keypoints={{...}}"
+                )
         heads[name] = build_head(head, backbone.embed_dim, k, upsample=up, **dict(head_kwargs or {}))
     return PoseModel(backbone, heads, datasets)

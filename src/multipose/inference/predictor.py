@@ -1,0 +1,135 @@
+"""The one top-down predictor: heads -> flip test -> decode with each head's codec -> crop to image pixels, and
+the instance selection (re-scoring + OKS-NMS) of the COCO protocol.
+
+Used by validation (:class:`multipose.lit_module.PoseLitModule`), by the tests and by ``python -m
+multipose.predict``. One call returns, for a batch of crops, every requested head's flip-averaged heatmaps and
+decoded image coordinates, which is what multi-branch voting (``evaluation.voting``) combines.
+
+Each head runs on features computed with **its own** expert (for a routed / MoE backbone: the merged single-task
+model of that dataset); with a shared FFN the backbone runs once per batch (twice with flip test) for all heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from multipose.inference.spec import MixSpec
+
+__all__ = ["HeadPrediction", "Predictor", "select_instances"]
+
+
+@dataclass
+class HeadPrediction:
+    """One head on one batch: ``heatmaps [B, K, h, w]`` (flip-averaged when flip test is on) and ``keypoints
+    [B, K, 3]`` float32 ``(x, y, score)`` in image pixels."""
+
+    heatmaps: Tensor
+    keypoints: np.ndarray
+
+
+class Predictor:
+    """Args:
+    model: a :class:`~multipose.models.pose_model.PoseModel` (put it in eval mode for inference), or None for a
+        predictor that only decodes given heatmaps (:meth:`decode`).
+    mix: the mix description (:class:`MixSpec` or its dict); gives each head's codec and skeleton.
+    flip_test: average each head's heatmaps with those of the horizontally flipped crop (flipped back).
+    """
+
+    def __init__(self, model: Any, mix: MixSpec | Mapping[str, Any], flip_test: bool = True) -> None:
+        self.model = model
+        self.mix = MixSpec.from_dict(mix)
+        self.flip_test = bool(flip_test)
+        unknown = [] if model is None else [n for n in self.mix.names if n not in model.heads]
+        if unknown:
+            raise ValueError(
+                f"the mix names datasets {unknown} that the model has no head for; heads: {list(model.heads)}"
+            )
+
+    @torch.no_grad()
+    def heatmaps(self, images: Tensor, heads: Sequence[str]) -> dict[str, Tensor]:
+        """``{head: [B, K, h, w]}`` for every head in ``heads``, each with its own expert, flip-tested if on."""
+        if self.model is None:
+            raise RuntimeError("this Predictor was built without a model; it can only decode() heatmaps")
+        routed = getattr(self.model.backbone, "routed", False)
+        cache: dict[int, tuple[Tensor, Tensor | None]] = {}
+        out = {}
+        for name in heads:
+            index = self.model.head_index(name)
+            key = index if routed else -1
+            if key not in cache:
+                didx = torch.full((images.shape[0],), index, dtype=torch.long, device=images.device)
+                feats = self.model(images, didx)
+                feats_flip = self.model(images.flip(-1), didx) if self.flip_test else None
+                cache[key] = (feats, feats_flip)
+            feats, feats_flip = cache[key]
+            head = self.model.heads[name]
+            heatmaps = head(feats)
+            if feats_flip is not None:
+                flipped = self.mix.codecs[name].flip_back(
+                    head(feats_flip), self.mix.skeletons[name].flip_indices
+                )
+                heatmaps = 0.5 * (heatmaps + flipped)
+            out[name] = heatmaps
+        return out
+
+    def decode(self, heatmaps: Tensor, head: str, center: Any, scale: Any, use_udp: bool) -> np.ndarray:
+        """``[B, K, 3]`` float32 ``(x, y, score)`` in image pixels: decoded with ``head``'s codec, mapped back
+        with the crops' ``center`` / ``scale`` ``[B, 2]`` and affine kind (``use_udp``)."""
+        from multipose.data.geometry import crop_to_image
+
+        coords, scores = self.mix.codecs[head].decode(heatmaps.float().detach().cpu())
+        img = crop_to_image(
+            coords, _numpy(center), _numpy(scale), tuple(self.mix.input_size), use_udp=use_udp
+        )
+        return np.concatenate([img, scores[..., None]], axis=-1).astype(np.float32)
+
+    def predict(
+        self, images: Tensor, center: Any, scale: Any, heads: Sequence[str], use_udp: bool
+    ) -> dict[str, HeadPrediction]:
+        """Heatmaps and image-pixel keypoints of every head in ``heads`` for one batch of crops."""
+        maps = self.heatmaps(images, heads)
+        return {n: HeadPrediction(h, self.decode(h, n, center, scale, use_udp)) for n, h in maps.items()}
+
+    def predict_batch(
+        self, batch: Mapping[str, Any], dataset: str, heads: Sequence[str] | None = None
+    ) -> dict[str, HeadPrediction]:
+        """:meth:`predict` on a batch dict of ``dataset``'s loader (its crops' geometry); default: its own head."""
+        heads = [dataset] if heads is None else list(heads)
+        use_udp = self.mix.dataset(dataset).use_udp
+        return self.predict(batch["image"], batch["center"], batch["scale"], heads, use_udp)
+
+
+def select_instances(
+    keypoints: np.ndarray,
+    bbox_scores: np.ndarray,
+    areas: np.ndarray,
+    image_ids: np.ndarray,
+    sigmas: np.ndarray,
+    vis_thr: float = 0.2,
+    oks_nms_thr: float = 0.9,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The COCO top-down protocol's instance selection: score = box score x mean keypoint score above
+    ``vis_thr`` (:func:`~multipose.evaluation.nms.rescore`), then per-image OKS-NMS at ``oks_nms_thr``.
+
+    Returns ``(kept indices, instance scores of all poses)``.
+    """
+    from multipose.evaluation.nms import oks_nms_per_image, rescore
+
+    keypoints = np.asarray(keypoints, np.float64)
+    if keypoints.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    scores = rescore(keypoints[..., 2], np.asarray(bbox_scores, np.float64), vis_thr)
+    kept = oks_nms_per_image(
+        keypoints, scores, np.asarray(areas, np.float64), np.asarray(image_ids), sigmas, oks_nms_thr
+    )
+    return np.asarray(kept, np.int64), scores
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)

@@ -1,0 +1,379 @@
+"""Top-down pose prediction on images, a folder or a video with a trained checkpoint.
+
+    python -m multipose.predict CKPT INPUT --out DIR [--skeleton NAME|all] [--detections FILE] [--draw]
+
+``INPUT`` is an image file, a folder of images (sorted by name) or a video (read with PyAV, the ``video`` extra).
+Boxes come from ``--detections``: a COCO results list ``[{image_id, bbox, score}, ...]`` or a COCO dataset file
+whose ``annotations`` give the boxes (``images`` maps ``file_name`` to ``id``; these ground-truth boxes are
+clipped to the image like the COCO reader does, detections are not, as in mmpose); without it every image is one
+whole-image box. Image ids: from the dataset file's ``images``; otherwise the file name's stem when it is an
+integer (COCO's ``000000000139.jpg`` -> 139), else the position in the sorted input (the frame index for a video).
+
+For every selected head (``--skeleton``: a skeleton or dataset name, or ``all``) the crops go through the
+:class:`~multipose.inference.Predictor` (flip test, the head's codec, crop -> image) and the COCO protocol's
+instance selection (re-scoring, OKS-NMS), and ``DIR/results_<skeleton>.json`` is written atomically in the COCO
+keypoint results format. ``--draw`` writes ``DIR/draw/<skeleton>/<image>.jpg`` with the poses drawn.
+An image without boxes contributes no result; a checkpoint without the skeleton is an error naming the ones it has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main", "predict"]
+
+log = logging.getLogger("multipose.predict")
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+@dataclass
+class Frame:
+    """One input image: a file (``path``) or a decoded video frame (``array``, RGB)."""
+
+    name: str
+    image_id: int
+    path: Path | None = None
+    array: np.ndarray | None = None
+
+    def rgb(self) -> np.ndarray:
+        if self.array is not None:
+            return self.array
+        from multipose.data.dataset import read_rgb
+
+        return read_rgb(self.path)
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+def _image_id(path: Path, position: int) -> int:
+    return int(path.stem) if path.stem.isdigit() else position
+
+
+def list_frames(source: Path) -> tuple[list[Frame] | None, int]:
+    """The input's images as frames (``None`` for a video, which is streamed by :func:`video_frames`), and the
+    frame count (0 when a video does not say)."""
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        return [Frame(p.name, _image_id(p, i), path=p) for i, p in enumerate(files)], len(files)
+    if not source.is_file():
+        raise FileNotFoundError(
+            f"INPUT {source} does not exist; give an image, a folder of images or a video"
+        )
+    if source.suffix.lower() in IMAGE_SUFFIXES:
+        return [Frame(source.name, _image_id(source, 0), path=source)], 1
+    if source.suffix.lower() in VIDEO_SUFFIXES:
+        av = _import_av()
+        with av.open(str(source)) as container:
+            return None, int(container.streams.video[0].frames or 0)
+    raise ValueError(
+        f"INPUT {source}: unknown file type {source.suffix!r}; images {IMAGE_SUFFIXES}, videos {VIDEO_SUFFIXES}"
+    )
+
+
+def _import_av() -> Any:
+    try:
+        import av
+    except ImportError:
+        raise ImportError(
+            "reading a video needs PyAV: install the video extra (pip install 'multipose[video]')"
+        ) from None
+    return av
+
+
+def video_frames(source: Path) -> Iterator[Frame]:
+    av = _import_av()
+    with av.open(str(source)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            yield Frame(f"frame_{i:06d}.jpg", i, array=frame.to_ndarray(format="rgb24"))
+
+
+def read_boxes(
+    path: Path | None, frames: Sequence[Frame] | None
+) -> tuple[dict[int, list[dict]], dict[str, int]]:
+    """``({image_id: [{bbox, score, area}, ...]}, {file_name: image_id})`` from a COCO detection results list or a
+    COCO dataset file (``{}`` mapping for a results list)."""
+    if path is None:
+        return {}, {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"--detections {path}: cannot read it as JSON ({err})") from None
+    names: dict[str, int] = {}
+    if isinstance(data, dict):
+        if "annotations" not in data or "images" not in data:
+            raise ValueError(f"--detections {path}: a COCO dataset file needs 'images' and 'annotations'")
+        names = {Path(str(im["file_name"])).name: int(im["id"]) for im in data["images"]}
+        dets = [a for a in data["annotations"] if not a.get("iscrowd", 0)]
+    elif isinstance(data, list):
+        dets = data
+    else:
+        raise ValueError(f"--detections {path}: expected a COCO results list or a COCO dataset file")
+    boxes: dict[int, list[dict]] = {}
+    for i, det in enumerate(dets):
+        missing = [k for k in ("image_id", "bbox") if k not in det]
+        if missing:
+            raise ValueError(f"--detections {path}: entry {i} lacks {missing}")
+        x, y, w, h = (float(v) for v in det["bbox"])
+        if w <= 0 or h <= 0:
+            log.warning("--detections %s: entry %d has an empty box %s; skipped", path, i, det["bbox"])
+            continue
+        area = float(det.get("area", w * h))
+        boxes.setdefault(int(det["image_id"]), []).append(
+            {"bbox": [x, y, w, h], "score": float(det.get("score", 1.0)), "area": area, "clip": bool(names)}
+        )
+    return boxes, names
+
+
+# ------------------------------------------------------------------------------------------------- model
+def load_for_inference(ckpt: str | Path, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
+    """``(model in eval mode, MixSpec, evaluation options)`` of a checkpoint (safe reading, no pickled code)."""
+    from multipose import load_pose_model
+    from multipose.inference import MixSpec
+    from multipose.models.checkpoints import read_checkpoint
+
+    model = load_pose_model(ckpt, device=device)
+    hparams = read_checkpoint(ckpt).get("hyper_parameters") or {}
+    if hparams.get("mix"):
+        spec = MixSpec.from_dict(hparams["mix"], where=f"{ckpt}: hyper_parameters['mix']")
+    else:
+        config = hparams.get("model_config") or {
+            "backbone": {"img_size": list(model.backbone.img_size)},
+            "heads": {n: {"skeleton": model.head_skeletons.get(n, n)} for n in model.dataset_names},
+        }
+        spec = MixSpec.from_model_config(config)
+        log.info("%s records no data mix; assuming UDP codecs and heatmaps of 1/4 the input", ckpt)
+    return model, spec, dict(hparams.get("evaluation") or {})
+
+
+def select_heads(model: Any, spec: Any, skeleton: str) -> list[str]:
+    """The heads for ``--skeleton`` (a skeleton name, a head/dataset name, or ``all``)."""
+    if skeleton == "all":
+        return list(spec.names)
+    heads = [n for n in spec.names if n == skeleton or spec.skeletons[n].name == skeleton]
+    if not heads:
+        have = ", ".join(f"{spec.skeletons[n].name} (head {n})" for n in spec.names)
+        raise SystemExit(f"error: the checkpoint has no head for skeleton {skeleton!r}; it has: {have}")
+    return heads
+
+
+# ------------------------------------------------------------------------------------------------- predict
+def predict(
+    ckpt: str | Path,
+    source: str | Path,
+    out: str | Path,
+    skeleton: str = "all",
+    detections: str | Path | None = None,
+    draw: bool = False,
+    batch_size: int = 32,
+    draw_thr: float = 0.3,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Run the checkpoint on ``source``; returns ``{head: results file}`` (see the module docstring)."""
+    import torch
+
+    from multipose.data.formats._common import clip_box
+    from multipose.data.records import Instance
+    from multipose.data.transforms import TopDownTransform
+    from multipose.evaluation.base import skeleton_sigmas
+    from multipose.evaluation.coco import results_to_coco, write_results
+    from multipose.inference import Predictor, select_instances
+
+    source, out = Path(source), Path(out)
+    model, spec, opts = load_for_inference(ckpt, device)
+    heads = select_heads(model, spec, skeleton)
+    predictor = Predictor(model, spec, flip_test=opts.get("flip_test", True))
+    frames, total = list_frames(source)
+    boxes, names = read_boxes(Path(detections) if detections else None, frames)
+    stream: Iterator[Frame] = iter(frames) if frames is not None else video_frames(source)
+    if names:
+        stream = (Frame(f.name, names.get(f.name, f.image_id), f.path, f.array) for f in stream)
+    groups: dict[bool, list[str]] = {}
+    for h in heads:  # heads whose crops share the affine kind share the crops
+        groups.setdefault(spec.dataset(h).use_udp, []).append(h)
+    transforms = {
+        udp: TopDownTransform(
+            spec.input_size, spec.skeletons[hs[0]], train=False, use_udp=udp, photometric=False
+        )
+        for udp, hs in groups.items()
+    }
+    found: dict[str, list[np.ndarray]] = {h: [] for h in heads}
+    meta: list[tuple[int, float, float]] = []  # (image id, box score, area) per crop, in order
+    drawn: dict[int, Frame] = {}
+
+    def run(crops: dict[bool, list[dict]]) -> None:
+        for udp, hs in groups.items():
+            items = crops[udp]
+            images = torch.from_numpy(np.stack([c["image"] for c in items])).to(device)
+            center = np.stack([c["center"] for c in items])
+            scale = np.stack([c["scale"] for c in items])
+            for h, p in predictor.predict(images, center, scale, hs, use_udp=udp).items():
+                found[h].append(p.keypoints)
+
+    pending: dict[bool, list[dict]] = {udp: [] for udp in groups}
+    bar = _progress(total, progress)
+    for frame in stream:
+        image = frame.rgb()
+        h_img, w_img = image.shape[:2]
+        dets = (
+            boxes.get(frame.image_id, [])
+            if detections
+            else [
+                {"bbox": [0.0, 0.0, float(w_img), float(h_img)], "score": 1.0, "area": float(w_img * h_img)}
+            ]
+        )
+        if draw:
+            if frame.array is not None:  # a video frame: keep it on disk, not in memory, until it is drawn
+                frame = _spill(frame, out / "draw" / ".frames")
+            drawn[frame.image_id] = frame
+        for det in dets:
+            if det.get("clip"):  # ground-truth boxes are clipped to the image, as the COCO reader does
+                det = dict(det, bbox=list(clip_box(tuple(det["bbox"]), w_img, h_img)))
+            inst = Instance(
+                image_path=str(frame.path or frame.name),
+                image_id=frame.image_id,
+                ann_id=-1,
+                dataset="predict",
+                bbox=det["bbox"],
+                keypoints=np.zeros((spec.skeletons[heads[0]].num_keypoints, 3)),
+                area=det["area"],
+                score=det["score"],
+            )
+            for udp, transform in transforms.items():
+                pending[udp].append(transform(image, inst, None))
+            meta.append((frame.image_id, det["score"], det["area"]))
+            if len(pending[next(iter(groups))]) >= batch_size:
+                run(pending)
+                pending = {udp: [] for udp in groups}
+        bar.update(1)
+    if pending[next(iter(groups))]:
+        run(pending)
+    bar.close()
+
+    ids = np.array([m[0] for m in meta], np.int64)
+    box_scores = np.array([m[1] for m in meta], np.float64)
+    areas = np.array([m[2] for m in meta], np.float64)
+    written: dict[str, Path] = {}
+    skeleton_names = [spec.skeletons[h].name for h in heads]
+    for h in heads:
+        skel = spec.skeletons[h]
+        kpts = np.concatenate(found[h]) if found[h] else np.zeros((0, skel.num_keypoints, 3), np.float32)
+        kept, scores = select_instances(
+            kpts,
+            box_scores,
+            areas,
+            ids,
+            skeleton_sigmas(skel),
+            opts.get("vis_thr", 0.2),
+            opts.get("oks_nms_thr", 0.9),
+        )
+        label = skel.name if skeleton_names.count(skel.name) == 1 else f"{skel.name}_{h}"
+        results = results_to_coco(ids[kept], kpts[kept], scores[kept]) if kept.size else []
+        written[h] = write_results(results, out / f"results_{label}.json")
+        log.info("%s: %d poses -> %s", h, len(results), written[h])
+        if draw:
+            _draw(out / "draw" / label, drawn, ids[kept], kpts[kept], skel, draw_thr)
+    if draw:
+        shutil.rmtree(out / "draw" / ".frames", ignore_errors=True)
+    return written
+
+
+def _spill(frame: Frame, folder: Path) -> Frame:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (Path(frame.name).stem + ".png")
+    cv2.imwrite(str(path), cv2.cvtColor(frame.array, cv2.COLOR_RGB2BGR))
+    return Frame(frame.name, frame.image_id, path=path)
+
+
+def _draw(
+    folder: Path, frames: dict[int, Frame], ids: np.ndarray, kpts: np.ndarray, skeleton: Any, thr: float
+) -> None:
+    """Write every frame with its poses (joints with score > ``thr``) drawn, atomically, as ``<stem>.jpg``."""
+    import cv2
+
+    from multipose.inference.draw import draw_pose
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for image_id, frame in frames.items():
+        image = np.ascontiguousarray(frame.rgb()).copy()
+        for kp in kpts[ids == image_id]:
+            draw_pose(image, kp, skeleton, kp[:, 2] > thr)
+        path = folder / (Path(frame.name).stem + ".jpg")
+        tmp = path.with_name(f".{path.name}.tmp.jpg")
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {path}")
+        tmp.replace(path)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total or None, unit="img", desc="predict")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status (0), so the ``multipose-predict`` console script exits cleanly."""
+    parser = argparse.ArgumentParser(
+        prog="python -m multipose.predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "ckpt", help="checkpoint: Lightning .ckpt from training, multipose or official weights"
+    )
+    parser.add_argument("input", help="an image, a folder of images or a video")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--skeleton", default="all", help="skeleton or head (dataset) name, or 'all' (default)"
+    )
+    parser.add_argument("--detections", default=None, help="COCO-format boxes (default: one whole-image box)")
+    parser.add_argument("--draw", action="store_true", help="also write images with the poses drawn")
+    parser.add_argument("--draw-thr", type=float, default=0.3, help="keypoint score needed to be drawn")
+    parser.add_argument("--batch", type=int, default=32, help="crops per forward pass")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    predict(
+        args.ckpt,
+        args.input,
+        args.out,
+        args.skeleton,
+        args.detections,
+        args.draw,
+        args.batch,
+        args.draw_thr,
+        args.device,
+        progress=not args.no_progress,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
