@@ -74,3 +74,48 @@ def test_mix_evaluation_logs_consistency_between_heads_on_shared_joints():
     assert metrics["val/a/consistency/CHD_p90"] == pytest.approx(0.2)
     assert metrics["val/b/consistency/CHD"] == pytest.approx(0.2)
     assert "val/score" in metrics
+
+
+def test_mix_evaluation_passes_image_list_nms_area_and_dataset_options_to_the_evaluators():
+    """The mix evaluation hands each COCO evaluator the file's image list (false positives on images without
+    people), the crops' scale (OKS-NMS area = prod(scale), as mmpose) and the data entry's own metric options,
+    which win over the evaluation-wide ones."""
+    from multipose.data.records import Instance
+    from multipose.evaluation.mix import MixEvaluation
+    from multipose.inference import DatasetSpec, MixSpec
+
+    spec = MixSpec(
+        (DatasetSpec("a", "coco", metric="coco", metric_options={"use_nms": False}),), (64, 48), (16, 12)
+    )
+    kp = np.zeros((17, 3), np.float32)
+    kp[:, 0], kp[:, 1], kp[:, 2] = np.linspace(10, 50, 17), np.linspace(10, 90, 17), 2
+    inst = Instance(
+        image_path="1.jpg",
+        image_id=1,
+        ann_id=7,
+        dataset="a",
+        bbox=[10, 10, 40, 80],
+        keypoints=kp,
+        area=1600.0,
+    )
+    evaluation = MixEvaluation(
+        spec, {"a": [inst]}, {"oks_nms_thr": 0.9, "cross_skeleton": False}, images={"a": {1: {}, 2: {}}}
+    )
+    ev = evaluation.evaluators["a"]
+    assert ev.use_nms is False  # the entry's option won
+    assert {im["id"] for im in ev.gt["images"]} == {1, 2}
+    perfect = np.concatenate([kp[None, :, :2], np.ones((1, 17, 1))], -1)
+    batch = {
+        "ann_id": np.array([7, -1]),
+        "image_id": np.array([1, 2]),
+        "bbox_score": np.array([1.0, 1.0]),
+        "area": np.array([3200.0, 3200.0]),
+        "scale": np.array([[50.0, 100.0], [50.0, 100.0]]),
+    }
+    # a perfect pose on image 1 and a more confident pose on image 2, which has nobody: a false positive ranked first
+    fp = perfect.copy()
+    perfect[..., 2] = 0.8
+    evaluation.update("a", batch, {"a": np.concatenate([perfect, fp])})
+    assert ev.state()["areas"].tolist() == [5000.0, 5000.0]  # prod(scale), not the batch's 'area'
+    metrics = evaluation.compute()
+    assert metrics["val/a/AP"] == pytest.approx(0.5, abs=0.01)  # precision 1/2 at the only recall step
