@@ -15,7 +15,6 @@ from multipose.evaluation import (
     bbox_pck,
     build_evaluator,
     epe,
-    head_consistency,
     keypoint_oks,
     oks_iou,
     oks_nms,
@@ -460,26 +459,6 @@ def test_cross_skeleton_rejects_wrong_hidden_shape():
     gt[0].extra_gt = {"aic": np.zeros((17, 3))}
     with pytest.raises(ValueError, match="extra_gt"):
         CrossSkeletonEvaluator("syn_coco", "syn_aic", gt, AIC)
-
-
-def test_head_consistency():
-    pairs = correspondence("coco", "aic", safe_only=True)
-    assert len(pairs) >= 6
-    rng = np.random.default_rng(0)
-    a = rng.uniform(0, 100, (4, 17, 2))
-    b = rng.uniform(0, 100, (4, 14, 2))
-    for i, j in pairs:
-        b[:, j] = a[:, i]
-    boxes = np.tile([0.0, 0.0, 100.0, 100.0], (4, 1))
-    sig = np.full(len(pairs), 0.05)
-    same = head_consistency(a, b, pairs, boxes, sig)
-    assert same["CHD"] == pytest.approx(0.0) and same["OKS"] == pytest.approx(1.0)
-    b2 = b.copy()
-    b2[..., 0] += 10.0  # 10 px on a box of scale sqrt(100 * 100)
-    moved = head_consistency(a, b2, pairs, boxes, sig)
-    assert moved["CHD"] == pytest.approx(10.0)
-    assert moved["OKS"] == pytest.approx(np.exp(-(0.1**2) / (2 * 0.1**2)))
-    assert moved["OKS<0.5"] == 0.0
 
 
 def test_oks_nms_per_image_never_suppresses_across_images():

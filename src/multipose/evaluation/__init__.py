@@ -11,7 +11,7 @@ from .coco import (
     results_to_coco,
     write_results,
 )
-from .cross_skeleton import CrossSkeletonEvaluator, head_consistency
+from .cross_skeleton import CrossSkeletonEvaluator
 from .evaluators import (
     BaseEvaluator,
     CocoEvaluator,
@@ -45,7 +45,6 @@ __all__ = [
     "check_options",
     "epe",
     "evaluate_keypoints",
-    "head_consistency",
     "keypoint_oks",
     "nme",
     "oks_iou",

@@ -162,7 +162,9 @@ def build_coco_gt(
         image.setdefault("file_name", str(getattr(inst, "image_path", "")))
         crowd_index = getattr(inst, "crowd_index", None)
         if crowd_index is None:
-            crowd_index = (getattr(inst, "extra", None) or {}).get("crowdIndex")  # the CrowdPose reader's field
+            crowd_index = (getattr(inst, "extra", None) or {}).get(
+                "crowdIndex"
+            )  # the CrowdPose reader's field
         if crowd_index is not None:
             image["crowdIndex"] = float(crowd_index)
         labelled = kpts[:, 2] > 0

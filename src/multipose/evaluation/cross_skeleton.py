@@ -14,9 +14,7 @@ ground truth, with ``S``'s sigmas:
 * ``cross/<head>/PCK@0.1`` — bounding-box PCK (longer side of the instance box, mmpose
   definition: unweighted mean over joints).
 
-:func:`head_consistency` measures how much two heads agree on corresponding joints (the
-cross-head disagreement of Sárándi et al.'s 2D protocol): distance normalised by the box scale
-``sqrt(w * h)``, reported ×100, plus an OKS-style agreement if sigmas are given.
+Label-free agreement between heads (cross-head disagreement, CHD) lives in :mod:`.consistency`.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ from .coco import build_coco_gt, evaluate_keypoints, results_to_coco, write_resu
 from .nms import keypoint_oks, oks_nms_per_image, rescore
 from .pck import bbox_pck
 
-__all__ = ["CrossSkeletonEvaluator", "head_consistency"]
+__all__ = ["CrossSkeletonEvaluator"]
 
 log = logging.getLogger(__name__)
 
@@ -163,54 +161,3 @@ class CrossSkeletonEvaluator(BaseEvaluator):
             out[prefix + "OKS"] = 0.0
             out[prefix + f"PCK@{self.pck_thr:g}"] = 0.0
         return out
-
-
-def head_consistency(
-    pred_a: np.ndarray,
-    pred_b: np.ndarray,
-    pairs: Sequence[tuple[int, int]] | Mapping[int, int],
-    bboxes: np.ndarray,
-    sigmas: np.ndarray | None = None,
-) -> dict[str, float]:
-    """Agreement of two heads on corresponding joints of the same instances.
-
-    Args:
-        pred_a: ``[N, Ka, 2+]`` predictions of head A in image pixels.
-        pred_b: ``[N, Kb, 2+]`` predictions of head B for the same instances.
-        pairs: corresponding joints ``(index in A, index in B)`` (e.g. from the skeleton
-            registry's correspondence table; use only same-definition joints).
-        bboxes: ``[N, 4]`` instance boxes xywh; the scale is ``s = sqrt(w * h)``.
-        sigmas: optional ``[len(pairs)]`` OKS sigmas of the paired joints.
-
-    Returns:
-        ``CHD`` — mean over instances and pairs of ``||a - b|| / s`` ×100; ``CHD_p90`` — its
-        90th percentile; and, with sigmas, ``OKS`` — mean over instances of
-        ``mean_pairs exp(-d² / (2 s² (2σ)²))`` and ``OKS<0.5`` — fraction of instances below 0.5.
-    """
-    pairs_l = list(pairs.items()) if isinstance(pairs, Mapping) else [tuple(p) for p in pairs]
-    if not pairs_l:
-        raise ValueError("head_consistency: no corresponding joints given; the two skeletons share none")
-    a = np.asarray(pred_a, dtype=np.float64)[..., :2]
-    b = np.asarray(pred_b, dtype=np.float64)[..., :2]
-    boxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-    if a.shape[0] != b.shape[0] or a.shape[0] != boxes.shape[0]:
-        raise ValueError(
-            f"head_consistency: {a.shape[0]}, {b.shape[0]} predictions and {boxes.shape[0]} boxes"
-        )
-    ia = np.array([p[0] for p in pairs_l])
-    ib = np.array([p[1] for p in pairs_l])
-    if ia.max() >= a.shape[1] or ib.max() >= b.shape[1] or min(ia.min(), ib.min()) < 0:
-        raise ValueError(
-            f"head_consistency: joint pairs out of range for skeletons with {a.shape[1]} and {b.shape[1]} keypoints"
-        )
-    scale = np.sqrt(np.clip(boxes[:, 2] * boxes[:, 3], 1e-12, None))
-    d = np.linalg.norm(a[:, ia] - b[:, ib], axis=-1) / scale[:, None]  # [N, P]
-    out = {"CHD": float(d.mean() * 100), "CHD_p90": float(np.percentile(d, 90) * 100)}
-    if sigmas is not None:
-        sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
-        if sig.shape[0] != len(pairs_l):
-            raise ValueError(f"head_consistency: {sig.shape[0]} sigmas for {len(pairs_l)} joint pairs")
-        oks = np.exp(-(d**2) / (2 * (2 * sig[None]) ** 2)).mean(1)
-        out["OKS"] = float(oks.mean())
-        out["OKS<0.5"] = float((oks < 0.5).mean())
-    return out
