@@ -22,7 +22,7 @@ from multipose.evaluation import (
     pckh,
     rescore,
 )
-from multipose.skeletons.registry import correspondence, get_skeleton
+from multipose.skeletons.registry import get_skeleton
 
 COCO = get_skeleton("coco")
 AIC = get_skeleton("aic")

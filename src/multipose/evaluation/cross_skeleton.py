@@ -20,7 +20,7 @@ Label-free agreement between heads (cross-head disagreement, CHD) lives in :mod:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
