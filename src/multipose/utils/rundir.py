@@ -160,13 +160,17 @@ def restore_eval_config(cfg: DictConfig, run_dir: str | Path, command_line: list
         if node in saved and node not in chosen_groups:
             value = saved[node]
             if node == "paths":  # where this eval writes is its own run directory
-                value = OmegaConf.merge(
-                    value, {"output_dir": cfg.paths.output_dir, "work_dir": cfg.paths.work_dir}
-                )
+                own = OmegaConf.to_container(cfg.paths, resolve=False)
+                value = OmegaConf.merge(value, {k: own[k] for k in ("output_dir", "work_dir") if k in own})
             cfg[node] = value
-    for override in dotted:
-        key, _, value = override.lstrip("+~").partition("=")
-        OmegaConf.update(cfg, key, OmegaConf.create({"v": value}).v if value else None, force_add=True)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(dotted):
+        if override.is_delete():
+            parent, _, leaf = override.key_or_group.rpartition(".")
+            OmegaConf.select(cfg, parent).pop(leaf, None)
+        else:
+            OmegaConf.update(cfg, override.key_or_group, override.value(), force_add=True)
     if not cfg.get("ckpt_path") or str(cfg.ckpt_path) == "???":
         cfg.ckpt_path = str(last_checkpoint(run, "run").resolve())
     return config_diff(before, cfg, ignore=("paths.output_dir", "paths.work_dir", "run"))
