@@ -38,13 +38,14 @@ def _cfg(tmp_path: Path, world: Path, overrides: list[str], name: str = "train")
 # ----------------------------------------------------------------------------------------------- helpers
 class PauseAtStep(L.Callback):
     """Test helper: after optimiser step ``step`` write ``marker`` and wait (up to ``seconds``) so that the test
-    can signal or kill the process at a known point; stops waiting once a stop was requested."""
+    can signal or kill the process at a known point; stops waiting once a stop was requested. Pauses once: a
+    resumed run (same overrides, marker already written) does not stop."""
 
     def __init__(self, step: int, marker: str, seconds: float = 120.0):
         self.step, self.marker, self.seconds = int(step), Path(marker), float(seconds)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step != self.step:
+        if trainer.global_step != self.step or self.marker.exists():
             return
         self.marker.write_text(str(trainer.global_step))
         deadline = time.monotonic() + self.seconds
@@ -197,7 +198,7 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, tiny_world, sig):
     assert _ckpt_step(ckpt) == 6
     assert not list(ckpt.parent.glob(".*.tmp"))
 
-    resumed = _train_cli([f"resume={run_a}", f"hydra.run.dir={tmp_path / 'b'}", "~callbacks.pause"])
+    resumed = _train_cli([f"resume={run_a}", f"hydra.run.dir={tmp_path / 'b'}"])
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "Resuming run" in resumed.stdout + resumed.stderr
     final = tmp_path / "b" / "checkpoints" / "last.ckpt"
