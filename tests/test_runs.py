@@ -396,3 +396,41 @@ def test_every_experiment_composes_with_every_callbacks_and_logger_option(tmp_pa
             assert "ModelCheckpoint" not in names  # Lightning's implicit logger-folder checkpoint
             if cfg.trainer.get("enable_progress_bar", True) is False:
                 assert trainer.progress_bar_callback is None
+
+
+# ----------------------------------------------------------------------------------------------- point 9
+def test_debug_option_wins_over_the_experiment_and_command_line_wins_over_both():
+    from multipose.utils.rundir import apply_debug_last
+
+    overrides = ["+experiment=smoke", "debug=overfit"]
+    cfg = apply_debug_last(compose("train", overrides), overrides)
+    assert cfg.trainer.max_epochs == 20 and cfg.trainer.overfit_batches == 2
+    assert list(cfg.logger) == ["csv"] and cfg.validate is False and cfg.trainer.limit_val_batches == 0
+    overrides.append("trainer.max_epochs=7")
+    assert apply_debug_last(compose("train", overrides), overrides).trainer.max_epochs == 7
+
+
+def test_browse_writes_under_logs_and_reports_missing_data_plainly(tmp_path, monkeypatch):
+    from multipose.data.browse import main
+    from multipose.data.config import DataConfigError
+
+    monkeypatch.chdir(tmp_path)
+    path = main(["data=synthetic_small", f"paths.root_dir={tmp_path}", "n=2"])
+    assert path == tmp_path / "logs" / "browse" / "synthetic_small_train.png" and path.is_file()
+    assert not (tmp_path / "browse.png").exists()
+    with pytest.raises(DataConfigError, match="missing file") as err:
+        main(["data=full_mix", f"paths.data_root={tmp_path}", "n=2"])
+    assert "\\n" not in str(err.value)
+
+
+def test_bare_make_prints_help_and_installs_nothing():
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    dry = subprocess.run(["make", "-n"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "pip install" not in dry
+    shown = subprocess.run(["make"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "make test" in shown and "make clean-logs" in shown
+    clean = subprocess.run(["make", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "logs" not in clean.replace("clean-logs", "")

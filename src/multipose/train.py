@@ -31,7 +31,13 @@ from multipose.utils.run import (
     task_wrapper,
     write_metrics,
 )
-from multipose.utils.rundir import command_line_overrides, format_diff, restore_train_config, write_run_config
+from multipose.utils.rundir import (
+    apply_debug_last,
+    command_line_overrides,
+    format_diff,
+    restore_train_config,
+    write_run_config,
+)
 
 log = logging.getLogger("multipose.train")
 
@@ -162,6 +168,7 @@ def prepare(cfg: DictConfig) -> DictConfig:
             format_diff(diff),
         )
         write_run_config(output_dir, cfg, effective)
+    cfg = apply_debug_last(cfg, overrides)
     for note in experiment_precedence_notes(overrides):
         log.warning(note)
     return cfg

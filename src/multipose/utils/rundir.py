@@ -163,17 +163,48 @@ def restore_eval_config(cfg: DictConfig, run_dir: str | Path, command_line: list
                 own = OmegaConf.to_container(cfg.paths, resolve=False)
                 value = OmegaConf.merge(value, {k: own[k] for k in ("output_dir", "work_dir") if k in own})
             cfg[node] = value
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    for override in OverridesParser.create().parse_overrides(dotted):
-        if override.is_delete():
-            parent, _, leaf = override.key_or_group.rpartition(".")
-            OmegaConf.select(cfg, parent).pop(leaf, None)
-        else:
-            OmegaConf.update(cfg, override.key_or_group, override.value(), force_add=True)
+    apply_value_overrides(cfg, dotted)
     if not cfg.get("ckpt_path") or str(cfg.ckpt_path) == "???":
         cfg.ckpt_path = str(last_checkpoint(run, "run").resolve())
     return config_diff(before, cfg, ignore=("paths.output_dir", "paths.work_dir", "run"))
+
+
+def apply_value_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """Apply ``key=value`` / ``+key=value`` / ``~key`` command-line overrides to a composed config in place."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        if override.is_delete():
+            parent, _, leaf = override.key_or_group.rpartition(".")
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            if node is not None:
+                node.pop(leaf, None)
+        else:
+            OmegaConf.update(cfg, override.key_or_group, override.value(), force_add=True)
+
+
+def apply_debug_last(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """``debug=<option>`` wins over ``+experiment=<name>``: Hydra applies an appended experiment after every
+    group (so ``+experiment=smoke debug=overfit`` would run smoke's 2 epochs); the debug option's values are
+    merged again on top, then the command line's ``key=value`` overrides (which win over both)."""
+    from multipose.utils.compose import CONF_DIR
+
+    keys = {override_key(o): o for o in overrides}
+    debug = keys.get("debug")
+    if not debug or "experiment" not in keys:
+        return cfg
+    option = debug.split("=", 1)[1]
+
+    def chain(name: str) -> list[DictConfig]:
+        node = OmegaConf.load(CONF_DIR / "debug" / f"{name}.yaml")
+        parents = [d for d in node.pop("defaults", []) if isinstance(d, str) and d != "_self_"]
+        return [layer for parent in parents for layer in chain(parent)] + [node]
+
+    OmegaConf.set_struct(cfg, False)
+    for layer in chain(option):
+        cfg.merge_with(layer)
+    apply_value_overrides(cfg, [o for o in overrides if "." in override_key(o)])
+    return cfg
 
 
 def write_run_config(output_dir: str | Path, cfg: DictConfig, overrides: list[str]) -> None:
