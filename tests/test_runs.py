@@ -92,8 +92,16 @@ def test_last_checkpoint_every_n_steps_and_every_epoch(tmp_path, tiny_world, mon
 def test_exception_writes_last_checkpoint_then_reraises(tmp_path, tiny_world):
     from multipose.train import train
 
-    cfg = _cfg(tmp_path, tiny_world, [*SMOKE, "trainer.max_epochs=2", "+callbacks.fail._target_=test_runs.FailAtStep",
-                                      "+callbacks.fail.step=6"])
+    cfg = _cfg(
+        tmp_path,
+        tiny_world,
+        [
+            *SMOKE,
+            "trainer.max_epochs=2",
+            "+callbacks.fail._target_=test_runs.FailAtStep",
+            "+callbacks.fail.step=6",
+        ],
+    )
     with pytest.raises(RuntimeError, match="simulated failure at step 6"):
         train(cfg)
     assert _ckpt_step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 6  # epoch end was 4
@@ -146,13 +154,27 @@ def _env() -> dict[str, str]:
 
 
 def _train_cli(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "multipose.train", *args], cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "multipose.train", *args],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def _start_and_stop(args: list[str], marker: Path, sig: int, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen([sys.executable, "-m", "multipose.train", *args], cwd=REPO, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _start_and_stop(
+    args: list[str], marker: Path, sig: int, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "multipose.train", *args],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -168,31 +190,49 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+KILL_RUN = [*SMOKE, "trainer.max_epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory, tiny_world) -> Path:
+    """last.ckpt of the 3-epoch smoke run that the interrupted runs must reproduce."""
+    root = tmp_path_factory.mktemp("full")
+    proc = _train_cli(
+        [*KILL_RUN, f"paths.root_dir={root}", f"data.root={tiny_world}", f"hydra.run.dir={root / 'run'}"]
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_killed_training_resumes_to_the_same_weights(tmp_path, tiny_world, sig):
+def test_killed_training_resumes_to_the_same_weights(tmp_path, tiny_world, uninterrupted_run, sig):
     """A real `python -m multipose.train` is stopped between checkpoints: with SIGINT it finishes the step,
     writes last.ckpt (step 6, not an epoch end) and exits 130; with SIGKILL the periodic last.ckpt (step 6 of
     every 3) survives intact. `resume=<run dir>` then ends with the uninterrupted run's step count and
     bit-identical weights."""
-    common = [*SMOKE, "trainer.max_epochs=3", f"paths.root_dir={tmp_path}", f"data.root={tiny_world}"]
-    full = _train_cli([*common, f"hydra.run.dir={tmp_path / 'full'}"])
-    assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
+    common = [*KILL_RUN, f"paths.root_dir={tmp_path}", f"data.root={tiny_world}"]
 
     every = "0" if sig == signal.SIGINT else "3"
     pause_step = 5 if sig == signal.SIGINT else 7
     marker = tmp_path / "paused"
     run_a = tmp_path / "a"
     stopped = _start_and_stop(
-        [*common, f"hydra.run.dir={run_a}", f"callbacks.checkpoint.every_n_steps={every}",
-         "+callbacks.pause._target_=test_runs.PauseAtStep", f"+callbacks.pause.step={pause_step}",
-         f"+callbacks.pause.marker={marker}"],
-        marker, sig,
+        [
+            *common,
+            f"hydra.run.dir={run_a}",
+            f"callbacks.checkpoint.every_n_steps={every}",
+            "+callbacks.pause._target_=test_runs.PauseAtStep",
+            f"+callbacks.pause.step={pause_step}",
+            f"+callbacks.pause.marker={marker}",
+        ],
+        marker,
+        sig,
     )
     ckpt = run_a / "checkpoints" / "last.ckpt"
     if sig == signal.SIGINT:
         assert stopped.returncode == 130, stopped.stdout[-3000:]
-        assert f"resume=" in stopped.stdout and str(run_a) in stopped.stdout
+        assert "resume=" in stopped.stdout and str(run_a) in stopped.stdout
     else:
         assert stopped.returncode == -signal.SIGKILL
     assert _ckpt_step(ckpt) == 6
@@ -202,8 +242,8 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, tiny_world, sig):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "Resuming run" in resumed.stdout + resumed.stderr
     final = tmp_path / "b" / "checkpoints" / "last.ckpt"
-    assert _ckpt_step(final) == _ckpt_step(tmp_path / "full" / "checkpoints" / "last.ckpt") == 12
-    want, got = _weights(tmp_path / "full" / "checkpoints" / "last.ckpt"), _weights(final)
+    assert _ckpt_step(final) == _ckpt_step(uninterrupted_run) == 12
+    want, got = _weights(uninterrupted_run), _weights(final)
     for key, value in want.items():
         assert torch.equal(value, got[key]), key
     # the resumed run directory is a complete run of its own: its saved config is the effective one
@@ -214,7 +254,8 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, tiny_world, sig):
 # ----------------------------------------------------------------------------------------------- point 3
 def test_merge_overrides_new_values_replace_saved_ones():
     merged = merge_overrides(
-        ["+experiment=smoke", "trainer.max_epochs=2", "data.root=/w"], ["trainer.max_epochs=4", "resume=/r"],
+        ["+experiment=smoke", "trainer.max_epochs=2", "data.root=/w"],
+        ["trainer.max_epochs=4", "resume=/r"],
         drop=("resume",),
     )
     assert merged == ["+experiment=smoke", "data.root=/w", "trainer.max_epochs=4"]
@@ -268,11 +309,18 @@ def _fake_checkpoint(path: Path, model_config: dict) -> Path:
 
 
 SMOKE_MODEL = {
-    "backbone": {"name": "vit_tiny", "ffn": "shared", "img_size": [64, 48], "num_experts": 2,
-                 "overrides": {"embed_dim": 64, "depth": 2, "num_heads": 2}},
+    "backbone": {
+        "name": "vit_tiny",
+        "ffn": "shared",
+        "img_size": [64, 48],
+        "num_experts": 2,
+        "overrides": {"embed_dim": 64, "depth": 2, "num_heads": 2},
+    },
     "head": {"type": "classic", "deconv_filters": [32, 32]},
-    "heads": {"syn_coco": {"skeleton": "coco", "num_keypoints": 17},
-              "syn_mpii": {"skeleton": "mpii", "num_keypoints": 16}},
+    "heads": {
+        "syn_coco": {"skeleton": "coco", "num_keypoints": 17},
+        "syn_mpii": {"skeleton": "mpii", "num_keypoints": 16},
+    },
 }
 
 
@@ -291,9 +339,15 @@ def test_eval_refuses_other_skeletons_before_anything_runs(tmp_path, tiny_world)
     from multipose.eval import evaluate
 
     ckpt = _fake_checkpoint(tmp_path / "last.ckpt", SMOKE_MODEL)
-    cfg = _cfg(tmp_path, tiny_world, ["data=synthetic_small", f"ckpt_path={ckpt}",
-                                      "data.datasets.syn_mpii.skeleton=aic"], "eval")
-    with pytest.raises(CheckpointMismatch, match=r"head 'syn_mpii'.*mpii \(16 keypoints\).*aic \(14 keypoints\)"):
+    cfg = _cfg(
+        tmp_path,
+        tiny_world,
+        ["data=synthetic_small", f"ckpt_path={ckpt}", "data.datasets.syn_mpii.skeleton=aic"],
+        "eval",
+    )
+    with pytest.raises(
+        CheckpointMismatch, match=r"head 'syn_mpii'.*mpii \(16 keypoints\).*aic \(14 keypoints\)"
+    ):
         evaluate(cfg)
     assert not (tmp_path / "run" / "results").exists() and not (tmp_path / "run" / "metrics.json").exists()
     with pytest.raises(CheckpointMismatch, match=r"heads \['syn_coco', 'syn_mpii'\].*\['syn_coco'\]"):
@@ -342,7 +396,13 @@ def test_experiment_over_group_precedence_is_printed():
 def test_summary_has_one_row_per_dataset():
     from multipose.utils.console import summary_rows
 
-    metrics = {"val/a/AP": 0.5, "val/a/AP50": 0.9, "val/a/cross/b/AP": 0.1, "val/b/PCKh@0.5": 0.7, "val/score": 0.6}
+    metrics = {
+        "val/a/AP": 0.5,
+        "val/a/AP50": 0.9,
+        "val/a/cross/b/AP": 0.1,
+        "val/b/PCKh@0.5": 0.7,
+        "val/score": 0.6,
+    }
     assert summary_rows(metrics, {"a": "AP", "b": "PCKh@0.5"}) == [("a", "AP", 0.5), ("b", "PCKh@0.5", 0.7)]
 
 
@@ -382,14 +442,16 @@ def test_every_experiment_composes_with_every_callbacks_and_logger_option(tmp_pa
     for callbacks in CALLBACKS:
         for logger in [*LOGGERS, None]:
             chosen = f"logger={logger}" if logger else "~logger"
-            cfg = compose("train", [f"+experiment={experiment}", f"callbacks={callbacks}", chosen,
-                                    f"paths.root_dir={tmp_path}"])
+            cfg = compose(
+                "train",
+                [f"+experiment={experiment}", f"callbacks={callbacks}", chosen, f"paths.root_dir={tmp_path}"],
+            )
             with open_dict(cfg):
                 cfg.paths.output_dir = str(tmp_path / "run")
                 cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.strategy = "cpu", 1, "auto"
                 cfg.trainer.precision = "32"
                 cfg.trainer.pop("sync_batchnorm", None)
-            trainer = build_trainer(cfg)
+            trainer, _ = build_trainer(cfg)
             names = {type(cb).__name__ for cb in trainer.callbacks}
             if callbacks != "none":
                 assert "RunCheckpoint" in names, (experiment, callbacks, logger)
@@ -433,5 +495,7 @@ def test_bare_make_prints_help_and_installs_nothing():
     assert "pip install" not in dry
     shown = subprocess.run(["make"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "make test" in shown and "make clean-logs" in shown
-    clean = subprocess.run(["make", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    clean = subprocess.run(
+        ["make", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert "logs" not in clean.replace("clean-logs", "")

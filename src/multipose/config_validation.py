@@ -132,7 +132,8 @@ def backbone_options() -> list[str]:
 def validate_train_config(cfg: DictConfig, check_files: bool = True) -> None:
     """Everything that can be checked without torch (about a second)."""
     validate_data_config(cfg.data, check_files=check_files)
-    validate_paths(cfg)
+    if check_files:
+        validate_paths(cfg)
     validate_devices(cfg.trainer)
 
     bb = cfg.backbone

@@ -108,8 +108,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         load_weights_into(module.model, cfg.init_from)
 
-    trainer = build_trainer(cfg)
-    for lg in trainer.loggers:
+    trainer, loggers = build_trainer(cfg)
+    for lg in loggers:  # the configured loggers (under fast_dev_run the trainer holds a dummy instead)
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     if cfg.get("train", True):
@@ -134,7 +134,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def build_trainer(cfg: DictConfig):
-    """The Lightning Trainer with the configured callbacks and loggers. Checkpoints only ever go to
+    """``(trainer, loggers)``: the Lightning Trainer with the configured callbacks and loggers. Checkpoints only ever go to
     ``<run dir>/checkpoints`` (Lightning's implicit logger-folder checkpoint is off unless a ModelCheckpoint is
     configured)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -144,7 +144,8 @@ def build_trainer(cfg: DictConfig):
     extra: dict[str, Any] = {}
     if "enable_checkpointing" not in cfg.trainer:
         extra["enable_checkpointing"] = any(isinstance(cb, ModelCheckpoint) for cb in callbacks)
-    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    return trainer, loggers
 
 
 def primary_metrics(data: DictConfig) -> dict[str, str]:

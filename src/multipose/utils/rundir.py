@@ -88,29 +88,33 @@ def merge_overrides(saved: Iterable[str], new: Iterable[str], drop: Iterable[str
     return kept + new
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a.b.c": leaf}`` of a plain container (lists are leaves)."""
-    if isinstance(node, dict) and node:
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{...}" if value else "{}"
+    return str(value)
+
+
+def _diff(a: Any, b: Any, key: str, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in b:
+                out.append(f"{sub}: {_short(a[k])} -> <removed>")
+            elif k not in a:
+                out.append(f"{sub}: <absent> -> {_short(b[k])}")
+            else:
+                _diff(a[k], b[k], sub, out)
+    elif a != b:
+        out.append(f"{key}: {_short(a)} -> {_short(b)}")
 
 
 def config_diff(before: DictConfig, after: DictConfig, ignore: Iterable[str] = _VOLATILE) -> list[str]:
-    """``key: old -> new`` lines (unresolved values, ``${...}`` kept) for every leaf that differs."""
+    """``key: old -> new`` lines (unresolved values, ``${...}`` kept) for every value that differs; a subtree
+    present on one side only is one line."""
     ignore = tuple(ignore)
-    a = _flatten(OmegaConf.to_container(before, resolve=False))
-    b = _flatten(OmegaConf.to_container(after, resolve=False))
-    lines = []
-    for key in sorted(set(a) | set(b)):
-        if any(key == i or key.startswith(i + ".") for i in ignore):
-            continue
-        old, new = a.get(key, "<absent>"), b.get(key, "<absent>")
-        if old != new:
-            lines.append(f"{key}: {old} -> {new}")
-    return lines
+    lines: list[str] = []
+    _diff(OmegaConf.to_container(before, resolve=False), OmegaConf.to_container(after, resolve=False), "", lines)
+    return [line for line in lines if not any(line.split(":")[0] == i or line.startswith(i + ".") for i in ignore)]
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
