@@ -113,8 +113,12 @@ def config_diff(before: DictConfig, after: DictConfig, ignore: Iterable[str] = _
     present on one side only is one line."""
     ignore = tuple(ignore)
     lines: list[str] = []
-    _diff(OmegaConf.to_container(before, resolve=False), OmegaConf.to_container(after, resolve=False), "", lines)
-    return [line for line in lines if not any(line.split(":")[0] == i or line.startswith(i + ".") for i in ignore)]
+    _diff(
+        OmegaConf.to_container(before, resolve=False), OmegaConf.to_container(after, resolve=False), "", lines
+    )
+    return [
+        line for line in lines if not any(line.split(":")[0] == i or line.startswith(i + ".") for i in ignore)
+    ]
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
