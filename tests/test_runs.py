@@ -205,16 +205,18 @@ def uninterrupted_run(tmp_path_factory, tiny_world) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
 def test_killed_training_resumes_to_the_same_weights(tmp_path, tiny_world, uninterrupted_run, sig):
-    """A real `python -m multipose.train` is stopped between checkpoints: with SIGINT it finishes the step,
-    writes last.ckpt (step 6, not an epoch end) and exits 130; with SIGKILL the periodic last.ckpt (step 6 of
+    """A real `python -m multipose.train` is stopped between checkpoints: with SIGINT / SIGTERM it finishes the
+    step, writes last.ckpt (step 6, not an epoch end) and exits 130 / 143; with SIGKILL the periodic last.ckpt (step 6 of
     every 3) survives intact. `resume=<run dir>` then ends with the uninterrupted run's step count and
     bit-identical weights."""
     common = [*KILL_RUN, f"paths.root_dir={tmp_path}", f"data.root={tiny_world}"]
 
-    every = "0" if sig == signal.SIGINT else "3"
-    pause_step = 5 if sig == signal.SIGINT else 7
+    every = "3" if sig == signal.SIGKILL else "0"
+    pause_step = 7 if sig == signal.SIGKILL else 5
     marker = tmp_path / "paused"
     run_a = tmp_path / "a"
     stopped = _start_and_stop(
@@ -230,8 +232,8 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, tiny_world, unint
         sig,
     )
     ckpt = run_a / "checkpoints" / "last.ckpt"
-    if sig == signal.SIGINT:
-        assert stopped.returncode == 130, stopped.stdout[-3000:]
+    if sig != signal.SIGKILL:
+        assert stopped.returncode == 128 + sig, stopped.stdout[-3000:]
         assert "resume=" in stopped.stdout and str(run_a) in stopped.stdout
     else:
         assert stopped.returncode == -signal.SIGKILL

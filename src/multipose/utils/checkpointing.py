@@ -102,6 +102,7 @@ class RunCheckpoint(L.Callback):
         self.on_signal = bool(on_signal)
         self.saved_step = -1
         self.stop_signal: int | None = None
+        self._trainer: L.Trainer | None = None
         self._previous_handlers: dict[int, Any] = {}
 
     @property
@@ -132,6 +133,11 @@ class RunCheckpoint(L.Callback):
             self._restore_handlers()
             raise KeyboardInterrupt
         self.stop_signal = signum
+        # Lightning chains its own SIGTERM handler with this one and would stop at the end of the step, after
+        # the LR-scheduler step, where a checkpoint does not resume exactly; this callback stops instead.
+        connector = getattr(self._trainer, "_signal_connector", None)
+        if connector is not None and hasattr(connector, "received_sigterm"):
+            connector.received_sigterm = False
         print(
             f"\n{signal.Signals(signum).name} received: finishing the current step and writing {self.path} "
             "(press Ctrl-C again to stop at once)",
@@ -171,6 +177,7 @@ class RunCheckpoint(L.Callback):
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.stop_signal = None
+        self._trainer = trainer
         self.saved_step = trainer.global_step  # a resumed run starts with its checkpoint's step saved
         self._install_handlers()
 
@@ -213,6 +220,7 @@ class RunCheckpoint(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save_if_new(trainer)
         self._restore_handlers()
+        self._trainer = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"every_n_steps": self.every_n_steps}

@@ -49,6 +49,12 @@ def run_entry_point(task: Callable[[], Any], run_dir: str | None = None) -> Any:
             if err.checkpoint is not None:
                 log.warning("resume with: python -m multipose.train resume=%s", run_dir)
         sys.exit(err.exit_code)
+    except SystemExit as err:
+        if type(err).__name__ != "SIGTERMException":  # Lightning's own SIGTERM stop (between two steps)
+            raise
+        log.warning("training stopped by SIGTERM; run directory: %s", run_dir)
+        log.warning("resume with: python -m multipose.train resume=%s", run_dir)
+        sys.exit(128 + signal.SIGTERM)
     except Exception as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or not is_user_error(err):
             raise
