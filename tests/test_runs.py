@@ -281,7 +281,8 @@ def test_resume_restores_the_run_config_and_reports_the_diff(tmp_path):
     assert cfg.ckpt_path == str((run / "checkpoints" / "last.ckpt").resolve())
     assert "trainer.max_epochs: 2 -> 5" in diff
     assert not any(line.startswith("loss.") for line in diff)
-    assert overrides[:2] == ["+experiment=smoke", "loss.heatmap=0.5"]
+    assert overrides[:3] == ["+experiment=smoke", "loss.heatmap=0.5", "trainer.max_epochs=5"]
+    assert cfg.resume == str(run.resolve())
 
 
 def test_resume_errors_name_what_is_missing(tmp_path):

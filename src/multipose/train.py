@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -36,6 +37,7 @@ from multipose.utils.rundir import (
     command_line_overrides,
     format_diff,
     restore_train_config,
+    saved_overrides,
     write_run_config,
 )
 
@@ -67,7 +69,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate_train_config(cfg)  # before the heavy imports: a config mistake fails in about a second
     output_dir = cfg.paths.output_dir
     if cfg.get("print_config", True):
-        print_config_tree(cfg, save_dir=output_dir, overrides=command_line_overrides())
+        overrides = command_line_overrides()
+        if cfg.get("resume"):  # the restored run's overrides (prepare() wrote them into this run's .hydra/)
+            overrides = saved_overrides(Path(str(output_dir)))
+        print_config_tree(cfg, save_dir=output_dir, overrides=overrides)
 
     import lightning as L
     import torch

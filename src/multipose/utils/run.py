@@ -81,7 +81,7 @@ def print_config_tree(
     tree as ``config_tree.log`` (the composed config itself is in ``.hydra/config.yaml``)."""
     import rich
 
-    choices = config_choices(cfg)
+    choices = {} if cfg.get("resume") else config_choices(cfg)  # a resumed run's groups are in its overrides
     if choices:
         log.info("config: %s", " ".join(f"{g}={o}" for g, o in choices.items()))
     if overrides:

@@ -142,7 +142,7 @@ def restore_train_config(
     run = check_run_dir(run_dir, "resume")
     ckpt = last_checkpoint(run, "resume")
     overrides = merge_overrides(saved_overrides(run), command_line, drop=("resume", "ckpt_path"))
-    overrides.append(f"ckpt_path={ckpt.resolve()}")
+    overrides += [f"resume={run.resolve()}", f"ckpt_path={ckpt.resolve()}"]  # kept for the record
     cfg = compose("train", overrides)
     return cfg, overrides, config_diff(saved_config(run), cfg)
 
