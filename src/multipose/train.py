@@ -150,6 +150,11 @@ def build_trainer(cfg: DictConfig):
     if "enable_checkpointing" not in cfg.trainer:
         extra["enable_checkpointing"] = any(isinstance(cb, ModelCheckpoint) for cb in callbacks)
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    log.info(
+        "callbacks: %s; loggers: %s",
+        ", ".join(type(cb).__name__ for cb in callbacks) or "none",
+        ", ".join(type(lg).__name__ for lg in loggers) or "none",
+    )
     return trainer, loggers
 
 

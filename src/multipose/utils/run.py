@@ -107,7 +107,7 @@ def instantiate_group(cfg: DictConfig | None, what: str) -> list[Any]:
         raise TypeError(f"`{what}` config must be a mapping of named entries, got {type(cfg).__name__}")
     for name, conf in cfg.items():
         if isinstance(conf, DictConfig) and "_target_" in conf:
-            log.info("Instantiating %s <%s> (%s)", what, conf._target_, name)
+            log.debug("Instantiating %s <%s> (%s)", what, conf._target_, name)
             objects.append(hydra.utils.instantiate(conf))
     return objects
 
