@@ -502,3 +502,21 @@ def test_bare_make_prints_help_and_installs_nothing():
         ["make", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
     assert "logs" not in clean.replace("clean-logs", "")
+
+
+def test_config_validation_runs_before_torch_is_imported(tmp_path):
+    code = f"""
+import sys
+from multipose.config_validation import ConfigError
+from multipose.train import train
+from multipose.utils.compose import compose_config
+cfg = compose_config("train", ["+experiment=smoke", "paths.root_dir={tmp_path}", "trainer.devices=512"])
+try:
+    train(cfg)
+except ConfigError:
+    print("torch imported:", "torch" in sys.modules, "lightning imported:", "lightning" in sys.modules)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert "torch imported: False lightning imported: False" in proc.stdout, proc.stdout + proc.stderr[-2000:]
