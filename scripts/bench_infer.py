@@ -114,6 +114,13 @@ def bench_size(size: str, args: argparse.Namespace, peak: float | None) -> None:
 
 
 def main() -> None:
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "bench_infer.py compares against Hugging Face transformers, which is not installed: "
+            'pip install -e ".[hf]" (or pip install "transformers>=4.48")'
+        ) from None
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=list(DTYPES))

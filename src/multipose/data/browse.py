@@ -12,7 +12,7 @@ Each tile is one input crop (un-normalised) with
 Command line (Hydra overrides are passed through; ``n``, ``split``, ``seed``, ``cols``, ``out``,
 ``conf_dir`` are the tool's own)::
 
-    python -m multipose.data.browse data=synthetic n=16 split=train out=browse.png
+    python -m multipose.data.browse data=synthetic n=16 split=train       # -> logs/browse/synthetic_train.png
     python -m multipose.data.browse data=full_mix paths.data_root=/datasets split=val
 
 In Python: ``save_grid(render_grid(datamodule, n=16, split="train", seed=0), "browse.png")``.
@@ -175,7 +175,6 @@ def _default_conf_dir() -> Path:
 
 def build_datamodule_from_overrides(overrides: Sequence[str], conf_dir: str | Path | None = None) -> Any:
     """Compose ``conf/train.yaml`` with Hydra ``overrides`` and instantiate ``cfg.data``."""
-    import hydra
     from hydra import compose, initialize_config_dir
 
     conf = Path(conf_dir) if conf_dir else _default_conf_dir()
@@ -186,14 +185,42 @@ def build_datamodule_from_overrides(overrides: Sequence[str], conf_dir: str | Pa
         )
     with initialize_config_dir(config_dir=str(conf.resolve()), version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(overrides))
-    return hydra.utils.instantiate(cfg.data, _recursive_=False)
+    return instantiate_data(cfg)
+
+
+def instantiate_data(cfg: Any) -> Any:
+    """The DataModule of ``cfg.data``, after the data config check (a user error comes out as itself, not as
+    Hydra's InstantiationException with the message's repr)."""
+    import hydra
+    from hydra.errors import InstantiationException
+
+    from multipose.config_validation import validate_data_config
+
+    validate_data_config(cfg.data)
+    try:
+        return hydra.utils.instantiate(cfg.data, _recursive_=False)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
+
+
+def default_out(overrides: Sequence[str], split: str, conf_dir: str | Path | None = None) -> Path:
+    """``<paths.log_dir>/browse/<data>_<split>.png`` (``logs/browse/...``), not the working directory."""
+    from hydra import compose, initialize_config_dir
+
+    conf = Path(conf_dir) if conf_dir else _default_conf_dir()
+    with initialize_config_dir(config_dir=str(conf.resolve()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    data = cfg.hydra.runtime.choices.get("data") or "data"
+    return Path(str(cfg.paths.log_dir)) / "browse" / f"{data}_{split}.png"
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    """``python -m multipose.data.browse [data=<mix>] [n=16] [split=train] [seed=0] [cols=N] [out=browse.png]
-    [conf_dir=conf] [other Hydra overrides]``."""
+    """``python -m multipose.data.browse [data=<mix>] [n=16] [split=train] [seed=0] [cols=N]
+    [out=logs/browse/<data>_<split>.png] [conf_dir=conf] [other Hydra overrides]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    opts = {"n": "16", "split": "train", "seed": "0", "cols": None, "out": "browse.png", "conf_dir": None}
+    opts = {"n": "16", "split": "train", "seed": "0", "cols": None, "out": None, "conf_dir": None}
     overrides = []
     for arg in argv:
         if arg in ("-h", "--help"):
@@ -208,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
             overrides.append(arg)
     dm = build_datamodule_from_overrides(overrides, opts["conf_dir"])
     dm.prepare_data()
+    out = opts["out"] or default_out(overrides, opts["split"], opts["conf_dir"])
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     grid = render_grid(
         dm,
         n=int(opts["n"]),
@@ -215,10 +244,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         seed=int(opts["seed"]),
         cols=int(opts["cols"]) if opts["cols"] else None,
     )
-    path = save_grid(grid, opts["out"])
+    path = save_grid(grid, out)
     print(f"wrote {path} ({grid.shape[1]}x{grid.shape[0]} px, {opts['n']} {opts['split']} samples)")
     return path
 
 
 if __name__ == "__main__":
-    main()
+    from multipose.utils.cli import run_entry_point
+
+    run_entry_point(main)

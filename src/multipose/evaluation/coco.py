@@ -244,6 +244,9 @@ def write_results(results: list[dict[str, Any]], path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(results))  # one-shot C encoder; json.dump is ~10x slower
+        from multipose.utils.run import file_mode
+
+        os.chmod(tmp, file_mode())  # mkstemp gives 0600; honour the umask like any other written file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -23,4 +23,6 @@ def compose_config(
         )
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides or [], return_hydra_config=return_hydra_config)
+        return compose(
+            config_name=config_name, overrides=overrides or [], return_hydra_config=return_hydra_config
+        )

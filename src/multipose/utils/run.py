@@ -17,12 +17,31 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("multipose")
 
-CONFIG_TREE_ORDER = ("data", "backbone", "head", "loss", "optim", "evaluation", "trainer", "callbacks", "logger", "paths")
+CONFIG_TREE_ORDER = (
+    "data",
+    "backbone",
+    "head",
+    "loss",
+    "optim",
+    "evaluation",
+    "trainer",
+    "callbacks",
+    "logger",
+    "paths",
+)
 
 
-def print_config_tree(cfg: DictConfig, save_dir: str | Path | None = None) -> None:
-    """Print the composed config as a rich tree (one branch per group) and save it as ``config_tree.log``."""
-    import rich
+def _yaml(value: Any) -> str:
+    try:
+        return OmegaConf.to_yaml(value, resolve=True)
+    except (
+        Exception
+    ):  # an interpolation that needs a running Hydra app (tests, notebooks): show it unresolved
+        return OmegaConf.to_yaml(value, resolve=False)
+
+
+def config_tree(cfg: DictConfig):
+    """The full composed config, resolved, as a rich tree (one branch per group)."""
     import rich.syntax
     import rich.tree
 
@@ -30,15 +49,51 @@ def print_config_tree(cfg: DictConfig, save_dir: str | Path | None = None) -> No
     keys = [k for k in CONFIG_TREE_ORDER if k in cfg] + [k for k in cfg if k not in CONFIG_TREE_ORDER]
     for key in keys:
         branch = tree.add(str(key), guide_style="dim")
-        value = cfg[key]
-        text = OmegaConf.to_yaml(value, resolve=False) if isinstance(value, DictConfig) else str(value)
+        value = cfg._get_node(key)
+        text = (
+            _yaml(value)
+            if isinstance(value, DictConfig)
+            else str(_yaml(OmegaConf.create({"v": value})).strip()[3:])
+        )
         branch.add(rich.syntax.Syntax(text, "yaml"))
-    rich.print(tree)
+    return tree
+
+
+def config_choices(cfg: DictConfig) -> dict[str, str]:
+    """``group -> option`` of the running Hydra job (empty outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    choices = {g: str(o) for g, o in HydraConfig.get().runtime.choices.items() if o is not None}
+    order = ["experiment", *CONFIG_TREE_ORDER]
+    return {
+        g: choices[g]
+        for g in sorted(choices, key=lambda g: order.index(g) if g in order else len(order))
+        if not g.startswith("hydra") and g != "paths"
+    }
+
+
+def print_config_tree(
+    cfg: DictConfig, save_dir: str | Path | None = None, overrides: list[str] | None = None
+) -> None:
+    """Print the config collapsed to the chosen groups and the command-line overrides; save the full resolved
+    tree as ``config_tree.log`` (the composed config itself is in ``.hydra/config.yaml``)."""
+    import rich
+
+    choices = {} if cfg.get("resume") else config_choices(cfg)  # a resumed run's groups are in its overrides
+    if choices:
+        log.info("config: %s", " ".join(f"{g}={o}" for g, o in choices.items()))
+    if overrides:
+        log.info("overrides: %s", " ".join(overrides))
     if save_dir is not None:
         path = Path(save_dir) / "config_tree.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as f:
-            rich.print(tree, file=f)
+            rich.print(config_tree(cfg), file=f)
+        log.info("full config: %s", path)
+    else:
+        rich.print(config_tree(cfg))
 
 
 def instantiate_group(cfg: DictConfig | None, what: str) -> list[Any]:
@@ -52,9 +107,32 @@ def instantiate_group(cfg: DictConfig | None, what: str) -> list[Any]:
         raise TypeError(f"`{what}` config must be a mapping of named entries, got {type(cfg).__name__}")
     for name, conf in cfg.items():
         if isinstance(conf, DictConfig) and "_target_" in conf:
-            log.info("Instantiating %s <%s> (%s)", what, conf._target_, name)
+            log.debug("Instantiating %s <%s> (%s)", what, conf._target_, name)
             objects.append(hydra.utils.instantiate(conf))
     return objects
+
+
+def instantiate_callbacks(cfg: DictConfig | None, trainer_cfg: DictConfig | None = None) -> list[Any]:
+    """The callbacks group, made to fit the trainer: when the trainer turns the progress bar or the model summary
+    off (``trainer.enable_progress_bar=false``, ``enable_model_summary=false``, as the smoke experiment does),
+    the configured progress-bar / summary callbacks are left out instead of Lightning refusing to start. The
+    trainer setting wins, so any experiment composes with any callbacks option."""
+    from lightning.pytorch.callbacks import ModelSummary, ProgressBar
+
+    from multipose.utils.callbacks import ModelSize
+
+    callbacks = instantiate_group(cfg, "callback")
+    trainer_cfg = trainer_cfg or {}
+    drop: tuple[type, ...] = ()
+    if trainer_cfg.get("enable_progress_bar", True) is False:
+        drop += (ProgressBar,)
+    if trainer_cfg.get("enable_model_summary", True) is False:
+        drop += (ModelSummary, ModelSize)
+    kept = [cb for cb in callbacks if not isinstance(cb, drop)]
+    for cb in callbacks:
+        if isinstance(cb, drop):
+            log.debug("trainer settings turn %s off", type(cb).__name__)
+    return kept
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
@@ -67,6 +145,30 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)
             f.write("\n")
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def file_mode() -> int:
+    """Permission bits of a new file under the current umask (``0o666 & ~umask``); ``mkstemp`` alone gives 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write text through a temporary file in the same folder and rename it (mode from the umask)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
