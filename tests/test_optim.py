@@ -30,7 +30,9 @@ def base_model():
 
 
 def test_vit_base_lr_scales(base_model):
-    groups = param_groups_layer_decay(base_model, base_lr=1e-3, weight_decay=0.1, layer_decay=0.75, num_layers=12)
+    groups = param_groups_layer_decay(
+        base_model, base_lr=1e-3, weight_decay=0.1, layer_decay=0.75, num_layers=12
+    )
     scale = lambda n: _group_of(groups, n)["lr_scale"]  # noqa: E731
     assert scale("backbone.blocks.0.attn.qkv.weight") == pytest.approx(0.75**12)  # 0.0317
     assert scale("backbone.blocks.0.attn.qkv.weight") == pytest.approx(0.0317, abs=1e-4)
@@ -47,11 +49,21 @@ def test_vit_base_lr_scales(base_model):
 def test_weight_decay_exclusions(base_model):
     groups = param_groups_layer_decay(base_model, 5e-4, 0.1, 0.75, 12)
     wd = lambda n: _group_of(groups, n)["weight_decay"]  # noqa: E731
-    for name in ("backbone.pos_embed", "backbone.blocks.3.attn.qkv.bias", "backbone.blocks.3.norm2.weight",
-                 "backbone.last_norm.weight", "heads.coco.deconv_layers.1.weight", "backbone.patch_embed.proj.bias"):
+    for name in (
+        "backbone.pos_embed",
+        "backbone.blocks.3.attn.qkv.bias",
+        "backbone.blocks.3.norm2.weight",
+        "backbone.last_norm.weight",
+        "heads.coco.deconv_layers.1.weight",
+        "backbone.patch_embed.proj.bias",
+    ):
         assert wd(name) == 0.0, name
-    for name in ("backbone.patch_embed.proj.weight", "backbone.blocks.3.mlp.fc2.weight",
-                 "heads.coco.deconv_layers.0.weight", "heads.coco.final_layer.weight"):
+    for name in (
+        "backbone.patch_embed.proj.weight",
+        "backbone.blocks.3.mlp.fc2.weight",
+        "heads.coco.deconv_layers.0.weight",
+        "heads.coco.final_layer.weight",
+    ):
         assert wd(name) == 0.1, name
 
 
@@ -105,8 +117,14 @@ def _tiny_model(ffn: str = "ps") -> PoseModel:
     from multipose.models import build_pose_model
 
     return build_pose_model(
-        {"syn_coco": "coco", "syn_mpii": "mpii"}, backbone="vit_tiny", head="simple", ffn=ffn,
-        img_size=(64, 48), embed_dim=32, depth=2, num_heads=2,
+        {"syn_coco": "coco", "syn_mpii": "mpii"},
+        backbone="vit_tiny",
+        head="simple",
+        ffn=ffn,
+        img_size=(64, 48),
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
     )
 
 
@@ -148,7 +166,11 @@ def _reference_lrs(model, cfg, batch_size, total_steps, max_epochs, steps):
         scale = cfg["layer_decay"] ** (depth + 2 - layer_id_for(name, depth) - 1)
         rows = []
         for s in steps:
-            w = 1 - (1 - s / cfg["warmup_iters"]) * (1 - cfg["warmup_ratio"]) if s < cfg["warmup_iters"] else 1.0
+            w = (
+                1 - (1 - s / cfg["warmup_iters"]) * (1 - cfg["warmup_ratio"])
+                if s < cfg["warmup_iters"]
+                else 1.0
+            )
             rows.append(lr * scale * w * cfg["gamma"] ** sum(s >= m for m in milestones))
         out[name] = rows
     return out
@@ -161,7 +183,9 @@ def test_builder_keeps_the_numbers_of_the_shipped_configs(optim):
     from conftest import compose
     from multipose.models.optim import build_optimizer
 
-    cfg = OmegaConf.to_container(compose("train", [f"optim={optim}", "backbone.layer_decay=0.75"]).optim, resolve=True)
+    cfg = OmegaConf.to_container(
+        compose("train", [f"optim={optim}", "backbone.layer_decay=0.75"]).optim, resolve=True
+    )
     model = _tiny_model()
     total_steps, max_epochs, batch = 1100, 11, 32
     built = build_optimizer(model, cfg, batch_size=batch, total_steps=total_steps, max_epochs=max_epochs)

@@ -57,6 +57,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import torch
 
     from multipose.lit_module import PoseLitModule
+    from multipose.training import build_stage_callback
 
     validate_train_config(cfg)
     output_dir = cfg.paths.output_dir
@@ -89,6 +90,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         load_weights_into(module.model, cfg.init_from)
 
     callbacks = instantiate_group(cfg.get("callbacks"), "callback")
+    if (stages := build_stage_callback(cfg)) is not None:  # +stage=<name>: freeze / thaw per epoch
+        callbacks.append(stages)
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:

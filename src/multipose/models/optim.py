@@ -80,7 +80,9 @@ def _no_decay(name: str, ndim: int) -> bool:
     return ndim == 1 or name.endswith(".bias") or "pos_embed" in name
 
 
-def _lr_mult_lookup(model: nn.Module, module_lr_mult: Mapping[str, float] | None) -> Callable[[str], tuple[str, float]]:
+def _lr_mult_lookup(
+    model: nn.Module, module_lr_mult: Mapping[str, float] | None
+) -> Callable[[str], tuple[str, float]]:
     """``name -> (part key, multiplier)`` for ``optim.module_lr_mult`` (checked against the model's parts)."""
     if not module_lr_mult:
         return lambda name: ("", 1.0)
@@ -158,7 +160,9 @@ def scale_lr(base_lr: float, batch_size: int, base_batch: int = 512) -> float:
     """Linear lr scaling with the total batch size: ``base_lr * batch_size / base_batch`` (mmpose
     ``auto_scale_lr``; ViTPose's 5e-4 is for a total batch of 512)."""
     if batch_size <= 0 or base_batch <= 0:
-        raise ValueError(f"batch sizes must be positive, got batch_size={batch_size}, base_batch={base_batch}")
+        raise ValueError(
+            f"batch sizes must be positive, got batch_size={batch_size}, base_batch={base_batch}"
+        )
     return base_lr * batch_size / base_batch
 
 
@@ -170,10 +174,14 @@ def resolve_epoch(value: float, max_epochs: int | None, what: str) -> int:
     or as an epoch number (``value >= 1`` or ``0``). ``what`` names the config field in errors."""
     value = float(value)
     if value < 0 or not math.isfinite(value):
-        raise ValueError(f"{what}={value}: an epoch boundary must be >= 0 (an epoch, or a fraction < 1 of max_epochs)")
+        raise ValueError(
+            f"{what}={value}: an epoch boundary must be >= 0 (an epoch, or a fraction < 1 of max_epochs)"
+        )
     if value >= 1 or value == 0:
         if value != int(value):
-            raise ValueError(f"{what}={value}: give a whole epoch number, or a fraction < 1 of trainer.max_epochs")
+            raise ValueError(
+                f"{what}={value}: give a whole epoch number, or a fraction < 1 of trainer.max_epochs"
+            )
         return int(value)
     if not max_epochs or max_epochs < 1:
         raise ValueError(
@@ -216,7 +224,9 @@ def warmup_cosine_schedule(
     return factor
 
 
-def lr_schedule(cfg: Mapping[str, Any], *, total_steps: int, max_epochs: int | None) -> Callable[[int], float]:
+def lr_schedule(
+    cfg: Mapping[str, Any], *, total_steps: int, max_epochs: int | None
+) -> Callable[[int], float]:
     """The per-step LR factor of ``conf/optim`` settings. Milestones are epochs (or fractions of ``max_epochs``)
     converted to steps with ``total_steps // max_epochs`` steps per epoch."""
     epochs = max(int(max_epochs or 1), 1)
@@ -224,12 +234,17 @@ def lr_schedule(cfg: Mapping[str, Any], *, total_steps: int, max_epochs: int | N
     milestones = [
         resolve_epoch(m, epochs, "optim.milestones") * steps_per_epoch for m in cfg.get("milestones", [])
     ]
-    warmup = {"warmup_iters": int(cfg.get("warmup_iters", 500)), "warmup_ratio": float(cfg.get("warmup_ratio", 0.001))}
+    warmup = {
+        "warmup_iters": int(cfg.get("warmup_iters", 500)),
+        "warmup_ratio": float(cfg.get("warmup_ratio", 0.001)),
+    }
     kind = cfg.get("schedule", "step")
     if kind == "step":
         return warmup_step_schedule(**warmup, milestones=milestones, gamma=float(cfg.get("gamma", 0.1)))
     if kind == "cosine":
-        return warmup_cosine_schedule(**warmup, total_steps=total_steps, min_ratio=float(cfg.get("min_lr_ratio", 0.0)))
+        return warmup_cosine_schedule(
+            **warmup, total_steps=total_steps, min_ratio=float(cfg.get("min_lr_ratio", 0.0))
+        )
     raise ValueError(f"optim.schedule={kind!r} is unknown; choose one of {list(SCHEDULES)} (step = ViTPose)")
 
 

@@ -4,7 +4,8 @@ Every parameter belongs to exactly one *leaf part*:
 
 * ``backbone``            the shared backbone (patch embedding, attention, shared FFN weights, norms);
 * ``experts.<dataset>``   the task-specific FFN experts of a ViTPose++ (MoE) backbone, expert ``i`` being the
-                          ``i``-th dataset of the mix (absent for a dense backbone);
+                          ``i``-th dataset of the mix (valid names that select nothing for a dense backbone,
+                          so one stage config serves both);
 * ``heads.<dataset>``     one heatmap head per dataset;
 * ``<child>``             any other top-level submodule of the model (e.g. a knowledge token module).
 
@@ -62,6 +63,8 @@ def part_names(model: nn.Module) -> list[str]:
         for part in reversed(parts_of(leaf_part(name, datasets))):
             if part not in out:
                 out.append(part)
+        if part == "backbone" and "experts" not in out:
+            out += ["experts", *(f"experts.{d}" for d in datasets)]
     return out
 
 
@@ -82,7 +85,9 @@ def select_parameters(model: nn.Module, names: Iterable[str]) -> list[tuple[str,
     """``(name, parameter)`` of every parameter in the parts ``names`` (unknown names are not checked here)."""
     wanted = set(names)
     datasets = _dataset_names(model)
-    return [(n, p) for n, p in model.named_parameters() if wanted.intersection(parts_of(leaf_part(n, datasets)))]
+    return [
+        (n, p) for n, p in model.named_parameters() if wanted.intersection(parts_of(leaf_part(n, datasets)))
+    ]
 
 
 def part_modules(model: nn.Module, names: Iterable[str]) -> list[nn.Module]:
