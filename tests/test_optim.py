@@ -206,3 +206,30 @@ def test_builder_keeps_the_numbers_of_the_shipped_configs(optim):
         sched.step()
     for name in expected:
         assert seen[name] == pytest.approx(expected[name], rel=1e-12), name
+
+
+def test_module_lr_mult_from_the_command_line():
+    from omegaconf import OmegaConf
+
+    from conftest import compose
+    from multipose.models.optim import build_optimizer
+
+    override = "optim.module_lr_mult={backbone: 0.1, heads.syn_mpii: 2.0}"
+    cfg = OmegaConf.to_container(compose("train", [override]).optim, resolve=True)
+    model = _tiny_model()
+    opt = build_optimizer(model, cfg, batch_size=32, total_steps=10, max_epochs=1)["optimizer"]
+    base = {
+        n: g["lr_scale"]
+        for g in param_groups_layer_decay(model, 1.0, 0.0, cfg["layer_decay"], 2)
+        for n in g["param_names"]
+    }
+    for g in opt.param_groups:
+        for n in g["param_names"]:
+            mult = (
+                2.0
+                if n.startswith("heads.syn_mpii.")
+                else 1.0
+                if n.startswith("heads.") or ".experts." in n
+                else 0.1
+            )
+            assert g["lr_scale"] == pytest.approx(base[n] * mult), n
