@@ -327,3 +327,59 @@ def test_frozen_stages_switch_on_ddp_find_unused_parameters():
     assert not trainer.strategy._ddp_kwargs.get("find_unused_parameters", False)
     StageSchedule._ddp_find_unused(trainer)
     assert trainer.strategy._ddp_kwargs["find_unused_parameters"] is True
+
+
+class _NoGradToy(_Toy):
+    """Runs the backbone under ``no_grad`` while it is wholly frozen, as the PoseModel does; writes each rank's
+    state at every epoch start and at the end."""
+
+    def __init__(self, max_epochs: int, out: str):
+        super().__init__(max_epochs)
+        self.out = out
+
+    def training_step(self, batch, batch_idx):
+        images, didx = batch
+        frozen = getattr(self.model, "frozen_parts", frozenset())
+        with torch.set_grad_enabled(not {"backbone", "experts"} <= frozen):
+            feats = self.model.backbone(images, didx)
+        return sum(head(feats).square().mean() for head in self.model.heads.values())
+
+    def _save(self, when):
+        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        torch.save(state, Path(self.out) / f"rank{self.global_rank}_{when}.pt")
+
+    def on_train_epoch_start(self):
+        self._save(f"epoch{self.current_epoch}")
+
+    def on_fit_end(self):
+        self._save("end")
+
+
+@pytest.mark.slow
+def test_ddp_backbone_under_no_grad_then_thawed(tmp_path):
+    """Two spawned CPU processes: epoch 0 runs the frozen backbone under no_grad (DDP would fail at the second step
+    without find_unused_parameters), epoch 1 thaws it; the ranks stay identical and the backbone moves only after
+    the thaw."""
+    data = torch.utils.data.TensorDataset(torch.randn(16, 3, 32, 32), torch.tensor([0, 1] * 8))
+    module = _NoGradToy(max_epochs=2, out=str(tmp_path))
+    stages = [{"start_epoch": 0, "frozen": ["backbone", "experts"]}, {"start_epoch": 1}]
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[StageSchedule(stages)],
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=4))
+    s = {(r, w): _load(tmp_path / f"rank{r}_{w}.pt") for r in (0, 1) for w in ("epoch0", "epoch1", "end")}
+    backbone = [k for k in s[0, "end"] if k.startswith("backbone.")]
+    params = {n for n, _ in module.model.named_parameters()}  # BatchNorm statistics are per rank (no SyncBN)
+    for key in params:
+        assert torch.equal(s[0, "end"][key], s[1, "end"][key]), key
+    for key in backbone:
+        assert torch.equal(s[0, "epoch0"][key], s[0, "epoch1"][key]), key
+    assert any(not torch.equal(s[0, "epoch1"][k], s[0, "end"][k]) for k in backbone)
