@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from multipose.bridges import compatible_heads, vote_coords, vote_heatmaps, vote_sources
+from multipose.bridges import compatible_heads, vote, vote_coords, vote_heatmaps, vote_sources
 from multipose.data.codecs import build_codec
 from multipose.skeletons import get_skeleton
 
@@ -187,3 +187,34 @@ def test_compatible_heads_need_the_same_codec_and_size():
     shapes = {"syn_coco": (1, 17, 64, 48), "syn_mpii": (1, 16, 64, 48), "syn_aic": (1, 14, 64, 48)}
     assert compatible_heads("syn_coco", codecs, shapes) == ["syn_coco", "syn_mpii"]
     assert compatible_heads("syn_coco", codecs, {**shapes, "syn_mpii": (1, 16, 32, 24)}) == ["syn_coco"]
+
+
+def _decoder(codec):
+    def decode(heatmaps):
+        xy, score = codec.decode(heatmaps)
+        return np.concatenate([xy, score[..., None]], axis=-1)
+
+    return decode
+
+
+def test_vote_picks_heatmaps_for_shared_codecs_and_coordinates_otherwise():
+    udp = build_codec("udp", (64, 48), (16, 12))
+    msra = build_codec("msra", (64, 48), (16, 12))
+    heatmaps = _random_heatmaps(5)
+    same = {d: udp for d in SKELETONS}
+    coords = {d: _decoder(same[d])(h) for d, h in heatmaps.items()}
+    out = vote("syn_coco", heatmaps, coords, SKELETONS, same, "average", decode=_decoder(udp))
+    # every head shares the codec: exactly "average the heatmaps, decode once"
+    expect = _decoder(udp)(vote_heatmaps("syn_coco", heatmaps, SKELETONS, "average"))
+    np.testing.assert_array_equal(out, expect)
+    # the AIC head has another codec: joints it shares vote with coordinates, the rest as before
+    mixed = {**same, "syn_aic": msra}
+    coords["syn_aic"] = _decoder(msra)(heatmaps["syn_aic"])
+    out = vote("syn_coco", heatmaps, coords, SKELETONS, mixed, "average", decode=_decoder(udp))
+    by_coords = vote_coords("syn_coco", coords, SKELETONS, "average")
+    sources = vote_sources("syn_coco", list(SKELETONS), SKELETONS, "average")
+    with_aic = [j for j, src in enumerate(sources) if len(src) > 1 and "syn_aic" in dict(src)]
+    assert len(with_aic) == 8  # elbows, wrists, knees, ankles
+    for j in range(COCO.num_keypoints):
+        np.testing.assert_array_equal(out[:, j], by_coords[:, j] if j in with_aic else expect[:, j])
+    assert np.array_equal(out[:, 0], coords["syn_coco"][:, 0])  # nose: the head's own decoded keypoint

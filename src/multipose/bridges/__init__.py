@@ -3,6 +3,6 @@
 ``voting`` — MDPN multi-branch voting at test time (pure functions over heatmaps or decoded coordinates).
 """
 
-from multipose.bridges.voting import METHODS, compatible_heads, vote_coords, vote_heatmaps, vote_sources
+from multipose.bridges.voting import METHODS, compatible_heads, vote, vote_coords, vote_heatmaps, vote_sources
 
-__all__ = ["METHODS", "compatible_heads", "vote_coords", "vote_heatmaps", "vote_sources"]
+__all__ = ["METHODS", "compatible_heads", "vote", "vote_coords", "vote_heatmaps", "vote_sources"]

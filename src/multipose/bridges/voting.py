@@ -26,14 +26,14 @@ separately, because corresponding tags have corresponding mirror tags.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["METHODS", "compatible_heads", "vote_coords", "vote_heatmaps", "vote_sources"]
+__all__ = ["METHODS", "compatible_heads", "vote", "vote_coords", "vote_heatmaps", "vote_sources"]
 
 METHODS = ("fill", "average")
 
@@ -189,14 +189,77 @@ def vote_coords(
         if len(src) == 1:
             out[:, j] = arrays[src[0][0]][:, src[0][1]]
         elif src:
-            stack = np.stack([arrays[h][:, i] for h, i in src])  # [S, B, 3]
-            scores = stack[..., 2]
-            if weighting == "score":
-                w = np.clip(scores, 0, None)
-                total = w.sum(0, keepdims=True)
-                w = np.where(total > 0, w / np.where(total > 0, total, 1), 1.0 / len(src))
-            else:
-                w = np.full_like(scores, 1.0 / len(src))
-            out[:, j, :2] = (stack[..., :2] * w[..., None]).sum(0)
-            out[:, j, 2] = scores.mean(0)
+            out[:, j] = _average_coords(np.stack([arrays[h][:, i] for h, i in src]), weighting)
+    return out
+
+
+def _average_coords(stack: np.ndarray, weighting: str) -> np.ndarray:
+    """``[S, B, 3]`` sources -> ``[B, 3]``: position mean (score-weighted or plain), plain mean of the scores."""
+    scores = stack[..., 2]
+    if weighting == "score":
+        w = np.clip(scores, 0, None)
+        total = w.sum(0, keepdims=True)
+        w = np.where(total > 0, w / np.where(total > 0, total, 1), 1.0 / len(stack))
+    elif weighting == "plain":
+        w = np.full_like(scores, 1.0 / len(stack))
+    else:
+        raise ValueError(f"weighting must be 'score' or 'plain', got {weighting!r}")
+    return np.concatenate([(stack[..., :2] * w[..., None]).sum(0), scores.mean(0)[:, None]], axis=-1)
+
+
+def vote(
+    target: str,
+    heatmaps: Mapping[str, Tensor],
+    coords: Mapping[str, np.ndarray],
+    skeletons: Mapping[str, Any],
+    codecs: Mapping[str, Any],
+    method: str,
+    decode: Callable[[Tensor], np.ndarray],
+    primary: str | None = None,
+    safe_only: bool = True,
+    weighting: str = "score",
+) -> np.ndarray:
+    """Voted image keypoints ``[B, K_target, 3]`` from every head's flip-averaged heatmaps and decoded coordinates
+    (what validation and the predictor have), choosing per joint how to combine:
+
+    * one source: that head's decoded keypoint, unchanged (bit-identical);
+    * several sources whose heads all share the target's codec and heatmap size (:func:`compatible_heads`): the
+      mean of their heatmaps, decoded once with ``decode`` (heatmaps ``[B, n, h, w]`` -> image ``[B, n, 3]``,
+      i.e. the target codec's decode followed by the crop-to-image mapping of the batch);
+    * otherwise the score-weighted (``weighting``) mean of the sources' image coordinates.
+
+    ``heatmaps`` and ``coords`` have the same heads; ``codecs`` holds the codec of every head and of ``target``.
+    """
+    if set(heatmaps) != set(coords):
+        raise ValueError(
+            f"vote: heatmaps are given for {sorted(heatmaps)} but coordinates for {sorted(coords)}"
+        )
+    missing = [h for h in {target, *heatmaps} if h not in codecs]
+    if missing:
+        raise ValueError(f"vote: no codec given for {sorted(missing)}")
+    shapes = {h: tuple(t.shape) for h, t in heatmaps.items()}
+    if target not in shapes:
+        shapes[target] = (0, 0, *codecs[target].heatmap_size)
+    same = set(compatible_heads(target, {h: codecs[h] for h in {target, *heatmaps}}, shapes))
+    sources = vote_sources(target, list(heatmaps), skeletons, method, primary, safe_only)
+    arrays = {h: np.asarray(c) for h, c in coords.items()}
+    batch = next(iter(arrays.values())).shape[0]
+    out = np.zeros((batch, len(sources), 3), dtype=np.result_type(*arrays.values()))
+    by_heatmap: list[int] = []
+    for j, src in enumerate(sources):
+        if len(src) == 1:
+            out[:, j] = arrays[src[0][0]][:, src[0][1]]
+        elif len(src) > 1 and all(h in same for h, _ in src):
+            by_heatmap.append(j)
+        elif src:
+            stack = np.stack([arrays[h][:, i] for h, i in src])
+            out[:, j] = _average_coords(stack, weighting)
+    if by_heatmap:
+        mean = torch.stack(
+            [torch.stack([heatmaps[h][:, i] for h, i in sources[j]]).mean(0) for j in by_heatmap], dim=1
+        )
+        decoded = np.asarray(decode(mean))
+        if decoded.shape != (batch, len(by_heatmap), 3):
+            raise ValueError(f"vote: decode must map [B, n, h, w] to [B, n, 3]; got {decoded.shape}")
+        out[:, by_heatmap] = decoded
     return out
