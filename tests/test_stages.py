@@ -105,11 +105,13 @@ class _Toy(L.LightningModule):
         )
         self.max_epochs = max_epochs
         self.seen_losses_on: list = []
+        self.seen_frozen: list = []
         self.modes: list[tuple[bool, bool, bool]] = []
 
     def training_step(self, batch, batch_idx):
         images, didx = batch
         self.seen_losses_on.append(getattr(self, "losses_on", "unset"))
+        self.seen_frozen.append(getattr(self.model, "frozen_parts", "unset"))
         self.modes.append(
             (self.model.backbone.training, self.model.heads["a"].training, self.model.heads["b"].training)
         )
@@ -166,7 +168,9 @@ def test_frozen_parts_get_no_update_no_weight_decay_and_stay_in_eval_mode():
     assert not _changed(mid, end, "backbone.")  # shared weights and experts alike
     assert not _changed(mid, end, "heads.a.")  # weights and BatchNorm running statistics
     assert _changed(mid, end, "heads.b.")
-    assert module.model.frozen_parts == {"backbone", "experts", "heads.a"}
+    assert module.seen_frozen == [frozenset()] * 2 + [{"backbone", "experts", "heads.a"}] * 2
+    assert module.model.frozen_parts == frozenset() and module.losses_on is None  # reset after fitting
+    assert module.model.heads["a"].training  # back in train mode after fitting
     assert (
         module.seen_losses_on[:2] == [None, None]
         and module.seen_losses_on[2:] == [frozenset({"heatmap.b"})] * 2

@@ -74,6 +74,8 @@ class Stage:
     def describe(self) -> str:
         frozen = ", ".join(sorted(self.frozen)) or "nothing"
         losses = "all" if self.losses_on is None else ", ".join(sorted(self.losses_on)) or "none"
+        if self.index < 0:
+            return "before the first stage: nothing frozen; losses all"
         label = f" ({self.name})" if self.name else ""
         return f"stage {self.index}{label} from epoch {self.start_epoch}: frozen {frozen}; losses {losses}"
 
@@ -242,6 +244,14 @@ class StageSchedule(L.Callback):
     ) -> None:
         for param in self._frozen_params:
             param.grad = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """After fitting the module is as without stages (nothing frozen, every loss on, train/eval untouched)."""
+        pl_module.model.frozen_parts = frozenset()
+        pl_module.losses_on = None
+        for module in self._eval_modules:
+            module.train(pl_module.training)
+        self.current, self._frozen_params, self._eval_modules = _NO_STAGE, [], []
 
     # ---------------------------------------------------------------- checkpoint: a record, not state
     def state_dict(self) -> dict[str, Any]:
