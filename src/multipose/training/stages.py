@@ -26,8 +26,9 @@ wraps the model, so a part thawed later would silently stop being synchronised. 
   in eval mode before every training batch. Re-applying it per batch is what makes it robust: Lightning switches
   the whole module to train mode at the start of fitting and after every validation loop. A backbone whose
   experts still train stays in train mode (drop path wraps shared and expert weights alike);
-* under DDP, switches on ``find_unused_parameters`` before the model is wrapped (parts run under ``no_grad``
-  produce no gradients, which DDP otherwise reports as an error at the next step).
+* under DDP, switches on ``find_unused_parameters`` before the model is wrapped when a stage freezes parts or
+  switches losses off (parts run under ``no_grad``, or heads whose only loss is off, produce no gradients, which
+  DDP otherwise reports as an error at the next step).
 
 The stage of an epoch depends on nothing but the epoch and ``trainer.max_epochs``, so resuming from any
 checkpoint continues the stage the interrupted run was in.
@@ -187,7 +188,7 @@ class StageSchedule(L.Callback):
                     f"stage.stages[{s.index}].losses_on is empty: no loss would train; use null for all"
                 )
         log.info("training stages: %s", "; ".join(s.describe() for s in self.stages))
-        if any(s.frozen for s in self.stages):
+        if any(s.frozen or s.losses_on is not None for s in self.stages):
             self._ddp_find_unused(trainer)
 
     @staticmethod
@@ -205,7 +206,8 @@ class StageSchedule(L.Callback):
             if not kwargs.get("find_unused_parameters", False):
                 kwargs["find_unused_parameters"] = True
                 log.info(
-                    "frozen stages under DDP: find_unused_parameters switched on (frozen parts run without grad)"
+                    "staged training under DDP: find_unused_parameters switched on (frozen parts run without "
+                    "grad, heads whose losses are off get none)"
                 )
 
     def apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Stage:
