@@ -180,6 +180,23 @@ def test_losses_on_switches_the_heatmap_loss_off():
     assert m.training_step(batch, 0).item() == 0.0
 
 
+def test_losses_on_per_dataset_keeps_only_that_datasets_heatmap_loss():
+    """MDPN two-step, step 1: ``losses_on: [heatmap.<target>]`` trains on the target's samples only."""
+    batch = make_batch([0, 1, 0, 1, 1, 0])
+    m = module()
+    full, _, weights = m.supervised_loss(batch)
+    target = m.dataset_names[0]
+    m.losses_on = frozenset({f"heatmap.{target}"})
+    only, _, only_weights = m.supervised_loss(batch)
+    assert set(only_weights) == {target} and set(weights) == set(m.dataset_names[:2])
+    assert 0 < only.item() < full.item()
+    m.zero_grad()
+    m.training_step(batch, 0).backward()
+    other = m.dataset_names[1]
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in m.model.heads[other].parameters())
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in m.model.heads[target].parameters())
+
+
 def test_moe_cross_predictions_use_the_samples_expert_and_prediction_the_heads_expert():
     from multipose.inference import MixSpec, Predictor
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from multipose.lit_module import warmup_cosine_schedule, warmup_step_schedule
+from multipose.models.optim import warmup_cosine_schedule, warmup_step_schedule
 
 
 def test_step_schedule_warms_up_then_decays_at_milestones():

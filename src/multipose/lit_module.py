@@ -15,7 +15,6 @@ frozen mix description (``mix``, from ``MultiPoseDataModule.describe()``), not t
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -151,8 +150,12 @@ class PoseLitModule(L.LightningModule):
         """Every head's heatmaps for a mixed batch (``all`` when ``model.heads_on=all``) plus the owner mask."""
         return self.model.head_outputs(images, dataset_idx, self.heads_on, self.head_bn)
 
-    def loss_on(self, term: str) -> bool:
-        return self.losses_on is None or term in self.losses_on
+    def loss_on(self, term: str, dataset: str | None = None) -> bool:
+        """Whether loss ``term`` (of ``dataset``) counts in the current stage (``term`` or ``term.<dataset>`` in
+        ``losses_on``; everything when no stage restricts it)."""
+        from multipose.training.stages import loss_enabled
+
+        return loss_enabled(self.losses_on, term, dataset)
 
     def supervised_loss(
         self, batch: dict[str, torch.Tensor], outputs: HeadOutputs | None = None
@@ -169,7 +172,7 @@ class PoseLitModule(L.LightningModule):
         total = batch["image"].new_zeros(())
         weights: dict[str, float] = {}
         for d, name in enumerate(self.dataset_names):
-            if name not in outputs.owned:
+            if name not in outputs.owned or not self.loss_on("heatmap", name):
                 continue
             sel = (didx == d).nonzero(as_tuple=True)[0]
             k = self.num_keypoints[d]
@@ -186,8 +189,7 @@ class PoseLitModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         outputs = self.head_outputs(batch["image"], batch["dataset_idx"])
         total, _, _ = self.supervised_loss(batch, outputs)
-        weight = float(self.loss_cfg.get("heatmap", 1.0)) if self.loss_on("heatmap") else 0.0
-        loss = weight * total
+        loss = float(self.loss_cfg.get("heatmap", 1.0)) * total  # stage-gated per dataset in supervised_loss
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
@@ -233,75 +235,13 @@ class PoseLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        from multipose.models.optim import param_groups_layer_decay
+        from multipose.models.optim import build_optimizer
 
-        cfg = self.optim_cfg
-        lr = float(cfg.get("lr", 5e-4))
         dm = getattr(self.trainer, "datamodule", None)
-        if cfg.get("scale_lr", False) and dm is not None:
-            lr = lr * float(dm.batch_size) / float(cfg.get("base_batch_size", 512))
-        groups = param_groups_layer_decay(
+        return build_optimizer(
             self.model,
-            base_lr=lr,
-            weight_decay=float(cfg.get("weight_decay", 0.1)),
-            layer_decay=float(cfg.get("layer_decay", 1.0)),
-            num_layers=int(self.model.backbone.depth),
+            self.optim_cfg,
+            batch_size=None if dm is None else int(dm.batch_size) * int(self.trainer.accumulate_grad_batches),
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            max_epochs=self.trainer.max_epochs,
         )
-        optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))))
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        max_epochs = max(int(self.trainer.max_epochs or 1), 1)
-        steps_per_epoch = (
-            max(total_steps // max_epochs, 1)
-            if self.trainer.max_epochs and self.trainer.max_epochs > 0
-            else total_steps
-        )
-        milestones = [
-            int(round(m * max_epochs)) * steps_per_epoch if m < 1 else int(m) * steps_per_epoch
-            for m in cfg.get("milestones", [])
-        ]
-        kind = cfg.get("schedule", "step")
-        warmup = {
-            "warmup_iters": int(cfg.get("warmup_iters", 500)),
-            "warmup_ratio": float(cfg.get("warmup_ratio", 0.001)),
-        }
-        if kind == "step":
-            schedule = warmup_step_schedule(
-                **warmup, milestones=milestones, gamma=float(cfg.get("gamma", 0.1))
-            )
-        elif kind == "cosine":
-            schedule = warmup_cosine_schedule(
-                **warmup, total_steps=total_steps, min_ratio=float(cfg.get("min_lr_ratio", 0.0))
-            )
-        else:
-            raise ValueError(f"optim.schedule={kind!r} is unknown; choose 'step' (ViTPose) or 'cosine'")
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def _linear_warmup(step: int, warmup_iters: int, warmup_ratio: float) -> float:
-    """mmcv's linear warm-up factor: from ``warmup_ratio`` at step 0 to 1 at ``warmup_iters``."""
-    if warmup_iters > 0 and step < warmup_iters:
-        return 1 - (1 - step / warmup_iters) * (1 - warmup_ratio)
-    return 1.0
-
-
-def warmup_step_schedule(warmup_iters: int, warmup_ratio: float, milestones: list[int], gamma: float):
-    """LR multiplier per optimiser step: linear warm-up from ``warmup_ratio`` over ``warmup_iters`` steps
-    (mmcv's linear warm-up), then ×``gamma`` at each milestone step (the ViTPose schedule)."""
-    milestones = sorted(milestones)
-
-    def factor(step: int) -> float:
-        return _linear_warmup(step, warmup_iters, warmup_ratio) * gamma ** sum(step >= m for m in milestones)
-
-    return factor
-
-
-def warmup_cosine_schedule(warmup_iters: int, warmup_ratio: float, total_steps: int, min_ratio: float = 0.0):
-    """Linear warm-up, then cosine annealing from 1 to ``min_ratio`` at ``total_steps``."""
-
-    def factor(step: int) -> float:
-        progress = min(max(step - warmup_iters, 0) / max(total_steps - warmup_iters, 1), 1.0)
-        cosine = min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        return _linear_warmup(step, warmup_iters, warmup_ratio) * cosine
-
-    return factor

@@ -69,7 +69,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     quiet_lightning()
     validate_runtime(cfg)
-    if cfg.get("ckpt_path"):  # Lightning loads it late: fail now, with the file named, if it is not a checkpoint
+    if cfg.get(
+        "ckpt_path"
+    ):  # Lightning loads it late: fail now, with the file named, if it is not a checkpoint
         from multipose.models.checkpoints import check_training_checkpoint
 
         check_training_checkpoint(cfg.ckpt_path, "ckpt_path")
@@ -137,7 +139,11 @@ def build_trainer(cfg: DictConfig):
     configured)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from multipose.training import build_stage_callback
+
     callbacks = instantiate_callbacks(cfg.get("callbacks"), cfg.trainer)
+    if (stages := build_stage_callback(cfg)) is not None:  # +stage=<name>: freeze / thaw per epoch
+        callbacks.append(stages)
     loggers = instantiate_group(cfg.get("logger"), "logger")
     extra: dict[str, Any] = {}
     if "enable_checkpointing" not in cfg.trainer:
