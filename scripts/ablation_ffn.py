@@ -29,24 +29,42 @@ METRIC = {"syn_coco": "AP", "syn_mpii": "PCKh@0.5", "syn_ap10k": "AP"}
 def run(name: str, overrides: list[str], args, log_root: Path) -> dict:
     out_dir = log_root / name
     cmd = [
-        sys.executable, "-m", "multipose.train", "data=synthetic_ablation", f"task_name=ablation_{name}",
-        f"hydra.run.dir={out_dir}", "callbacks=none", "print_config=false",
-        f"data.steps_per_epoch={args.steps_per_epoch}", f"trainer.max_epochs={args.steps // args.steps_per_epoch}",
-        f"trainer.check_val_every_n_epoch={args.steps // args.steps_per_epoch}", "evaluation.cross_skeleton=false",
-        *overrides, *args.overrides,
+        sys.executable,
+        "-m",
+        "multipose.train",
+        "data=synthetic_ablation",
+        f"task_name=ablation_{name}",
+        f"hydra.run.dir={out_dir}",
+        "callbacks=none",
+        "print_config=false",
+        f"data.steps_per_epoch={args.steps_per_epoch}",
+        f"trainer.max_epochs={args.steps // args.steps_per_epoch}",
+        f"trainer.check_val_every_n_epoch={args.steps // args.steps_per_epoch}",
+        "evaluation.cross_skeleton=false",
+        *overrides,
+        *args.overrides,
     ]
     t = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
     if proc.returncode != 0:
         raise RuntimeError(f"run {name} failed:\n{' '.join(cmd)}\n{proc.stderr[-4000:]}")
     metrics = json.loads((out_dir / "metrics.json").read_text())
-    print(f"{name}: {time.time() - t:.0f}s", {k: round(v, 3) for k, v in metrics.items() if k.count('/') == 2
-                                            and k.split('/')[-1] in METRIC.values()}, flush=True)
+    print(
+        f"{name}: {time.time() - t:.0f}s",
+        {
+            k: round(v, 3)
+            for k, v in metrics.items()
+            if k.count("/") == 2 and k.split("/")[-1] in METRIC.values()
+        },
+        flush=True,
+    )
     return metrics
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--steps-per-epoch", type=int, default=100)
     parser.add_argument("--out", default="docs/ablation.md")
@@ -59,7 +77,9 @@ def main() -> None:
     single: dict[str, float] = {}
     for d in DATASETS:
         drop = [f"~data.datasets.{o}" for o in DATASETS if o != d]
-        m = run(f"single_{d}", [*drop, "data.batch_size=24", f"data.datasets.{d}.batch_count=24"], args, log_root)
+        m = run(
+            f"single_{d}", [*drop, "data.batch_size=24", f"data.datasets.{d}.batch_count=24"], args, log_root
+        )
         single[d] = m[f"val/{d}/{METRIC[d]}"]
     rows["single-task ViTPose (one model per dataset)"] = single
     for label, ffn in [

@@ -28,12 +28,15 @@ import torch
 from multipose.utils.bench import matmul_peak, sync
 
 SIZES = {"S": "vit_small", "B": "vit_base", "L": "vit_large", "H": "vit_huge"}
-DATASETS = {"coco": "coco", "aic": "aic", "mpii": "mpii", "ap10k": "ap10k", "apt36k": "ap10k",
-            "wholebody": "coco_wholebody"}
+DATASETS = {
+    "coco": "coco",
+    "aic": "aic",
+    "mpii": "mpii",
+    "ap10k": "ap10k",
+    "apt36k": "ap10k",
+    "wholebody": "coco_wholebody",
+}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-
 
 
 def forward_flops(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
@@ -47,8 +50,9 @@ def forward_flops(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -
 def build_multipose(size: str, img_size: tuple[int, int]) -> torch.nn.Module:
     from multipose.models.pose_model import build_pose_model
 
-    model = build_pose_model(DATASETS, backbone=SIZES[size], head="classic", ffn="ps", img_size=img_size,
-                             drop_path_rate=0.0)
+    model = build_pose_model(
+        DATASETS, backbone=SIZES[size], head="classic", ffn="ps", img_size=img_size, drop_path_rate=0.0
+    )
     return model.merge_experts("coco").eval()
 
 
@@ -59,9 +63,16 @@ def build_hf(size: str, img_size: tuple[int, int], num_experts: int) -> torch.nn
 
     spec = get_backbone_spec(SIZES[size])
     bcfg = VitPoseBackboneConfig(
-        image_size=list(img_size), patch_size=[16, 16], hidden_size=spec.embed_dim, num_hidden_layers=spec.depth,
-        num_attention_heads=spec.num_heads, mlp_ratio=4, num_experts=num_experts, part_features=spec.part_features,
-        layer_norm_eps=1e-6, out_indices=[spec.depth],
+        image_size=list(img_size),
+        patch_size=[16, 16],
+        hidden_size=spec.embed_dim,
+        num_hidden_layers=spec.depth,
+        num_attention_heads=spec.num_heads,
+        mlp_ratio=4,
+        num_experts=num_experts,
+        part_features=spec.part_features,
+        layer_norm_eps=1e-6,
+        out_indices=[spec.depth],
     )
     cfg = VitPoseConfig(backbone_config=bcfg, use_simple_decoder=False, num_labels=17)
     # the backbone (where the attention is) picks SDPA by default; printed with the results
@@ -80,7 +91,9 @@ def bench_size(size: str, args: argparse.Namespace, peak: float | None) -> None:
     models: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
         "multipose ViTPose++ merged": lambda t: mp.heads["coco"](mp.backbone(t)),
         "transformers VitPose": lambda t: hf(pixel_values=t).heatmaps,
-        "transformers VitPose+ (6 experts)": lambda t: hfp(pixel_values=t, dataset_index=idx[: t.shape[0]]).heatmaps,
+        "transformers VitPose+ (6 experts)": lambda t: (
+            hfp(pixel_values=t, dataset_index=idx[: t.shape[0]]).heatmaps
+        ),
     }
     flops = {name: forward_flops(fn, x[:1]) for name, fn in models.items()}
     with torch.inference_mode():
@@ -94,7 +107,7 @@ def bench_size(size: str, args: argparse.Namespace, peak: float | None) -> None:
         best = {name: 0.0 for name in models}
         names = list(models)
         for r in range(args.rounds):
-            for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order every round
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order every round
                 fn = models[name]
                 t = time.perf_counter()
                 for _ in range(args.iters):
@@ -102,8 +115,10 @@ def bench_size(size: str, args: argparse.Namespace, peak: float | None) -> None:
                 sync(device)
                 best[name] = max(best[name], args.batch * args.iters / (time.perf_counter() - t))
     attn = hf.backbone.config._attn_implementation
-    print(f"\nViTPose-{size} ({SIZES[size]}), batch {args.batch}, {img[0]}x{img[1]}, {args.dtype}, {device}, "
-          f"transformers attention: {attn}")
+    print(
+        f"\nViTPose-{size} ({SIZES[size]}), batch {args.batch}, {img[0]}x{img[1]}, {args.dtype}, {device}, "
+        f"transformers attention: {attn}"
+    )
     base = best["transformers VitPose"]
     for name, ips in best.items():
         gflop = flops[name] / 1e9
@@ -121,7 +136,9 @@ def main() -> None:
             "bench_infer.py compares against Hugging Face transformers, which is not installed: "
             'pip install -e ".[hf]" (or pip install "transformers>=4.48")'
         ) from None
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=list(DTYPES))
     parser.add_argument("--batch", type=int, default=8)
@@ -130,7 +147,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,7 +159,9 @@ def main() -> None:
     peak = None
     if args.device.startswith("cuda"):
         peak = matmul_peak(args.device, DTYPES[args.dtype], n=8192)
-        print(f"{args.dtype} matmul peak (8192^3): {peak / 1e12:.1f} TFLOP/s on {torch.cuda.get_device_name()}")
+        print(
+            f"{args.dtype} matmul peak (8192^3): {peak / 1e12:.1f} TFLOP/s on {torch.cuda.get_device_name()}"
+        )
     else:
         print(f"CPU, {torch.get_num_threads()} threads")
     for size in args.sizes:

@@ -50,8 +50,12 @@ def main() -> None:
     cfg = compose_config("train", args.overrides)
     names = list(cfg.data.datasets)
     skeletons = {n: get_skeleton(cfg.data.datasets[n].skeleton) for n in names}
-    mix = SimpleNamespace(dataset_names=names, skeletons=skeletons, input_size=list(cfg.data.input_size),
-                          heatmap_size=list(cfg.data.heatmap_size))
+    mix = SimpleNamespace(
+        dataset_names=names,
+        skeletons=skeletons,
+        input_size=list(cfg.data.input_size),
+        heatmap_size=list(cfg.data.heatmap_size),
+    )
     model = model_from_config(model_config_from_hydra(cfg, mix)).to(args.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batch = args.batch or int(cfg.data.batch_size)

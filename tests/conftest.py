@@ -19,7 +19,9 @@ def conf_dir() -> Path:
     return CONF_DIR
 
 
-def compose(config_name: str = "train", overrides: list[str] | None = None, return_hydra_config: bool = False):
+def compose(
+    config_name: str = "train", overrides: list[str] | None = None, return_hydra_config: bool = False
+):
     """Compose a config from conf/ exactly as the CLI would."""
     return compose_config(config_name, overrides, return_hydra_config)
 

@@ -59,8 +59,9 @@ def coco_ann(ann_id: int, image_id: int, k: int, bbox=(5.0, 4.0, 30.0, 20.0), **
     return ann
 
 
-def coco_file(tmp_path: Path, images: list[dict], anns: list[dict], name: str = "ann.json",
-              make_images: bool = True) -> tuple[Path, Path]:
+def coco_file(
+    tmp_path: Path, images: list[dict], anns: list[dict], name: str = "ann.json", make_images: bool = True
+) -> tuple[Path, Path]:
     """A COCO-style keypoint file plus its image directory; returns ``(ann_file, img_dir)``."""
     img_dir = tmp_path / "images"
     if make_images:
@@ -71,8 +72,20 @@ def coco_file(tmp_path: Path, images: list[dict], anns: list[dict], name: str = 
     return write_json(tmp_path / name, data), img_dir
 
 
-WHOLEBODY_MARKERS = {"keypoints": 0, "foot_kpts": 100, "face_kpts": 200, "lefthand_kpts": 300, "righthand_kpts": 400}
-WHOLEBODY_COUNTS = {"keypoints": 17, "foot_kpts": 6, "face_kpts": 68, "lefthand_kpts": 21, "righthand_kpts": 21}
+WHOLEBODY_MARKERS = {
+    "keypoints": 0,
+    "foot_kpts": 100,
+    "face_kpts": 200,
+    "lefthand_kpts": 300,
+    "righthand_kpts": 400,
+}
+WHOLEBODY_COUNTS = {
+    "keypoints": 17,
+    "foot_kpts": 6,
+    "face_kpts": 68,
+    "lefthand_kpts": 21,
+    "righthand_kpts": 21,
+}
 
 
 def wholebody_ann(ann_id: int, image_id: int) -> dict:
@@ -80,13 +93,26 @@ def wholebody_ann(ann_id: int, image_id: int) -> dict:
     ann = coco_ann(ann_id, image_id, 17)
     for field, n in WHOLEBODY_COUNTS.items():
         ann[field] = flat_keypoints(n, x0=WHOLEBODY_MARKERS[field])
-    ann.update(face_valid=True, lefthand_valid=True, righthand_valid=True, foot_valid=True,
-               face_box=[0, 0, 1, 1], lefthand_box=[0, 0, 1, 1], righthand_box=[0, 0, 1, 1])
+    ann.update(
+        face_valid=True,
+        lefthand_valid=True,
+        righthand_valid=True,
+        foot_valid=True,
+        face_box=[0, 0, 1, 1],
+        lefthand_box=[0, 0, 1, 1],
+        righthand_box=[0, 0, 1, 1],
+    )
     return ann
 
 
-def mpii_entry(image: str, joints: list[list[float]], vis: list[int], center, scale: float,
-               headbox: list[float] | None = None) -> dict:
+def mpii_entry(
+    image: str,
+    joints: list[list[float]],
+    vis: list[int],
+    center,
+    scale: float,
+    headbox: list[float] | None = None,
+) -> dict:
     entry = {"image": image, "joints": joints, "joints_vis": vis, "center": list(center), "scale": scale}
     if headbox is not None:
         entry["headbox"] = headbox

@@ -11,7 +11,17 @@ from multipose.config_validation import ConfigError, validate_train_config
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 GROUP_OPTIONS = [
     (group, p.stem)
-    for group in ("backbone", "head", "optim", "trainer", "logger", "callbacks", "debug", "loss", "evaluation")
+    for group in (
+        "backbone",
+        "head",
+        "optim",
+        "trainer",
+        "logger",
+        "callbacks",
+        "debug",
+        "loss",
+        "evaluation",
+    )
     for p in sorted((CONF_DIR / group).glob("*.yaml"))
 ]
 

@@ -103,10 +103,14 @@ def save_mmcv(path: Path, sd: dict) -> Path:
     return path
 
 
-def reference_heatmaps(sd: dict, x: torch.Tensor, head: str, task: int | None, simple: bool = False) -> torch.Tensor:
+def reference_heatmaps(
+    sd: dict, x: torch.Tensor, head: str, task: int | None, simple: bool = False
+) -> torch.Tensor:
     """Official ViTPose(++) forward (vitpose.md §1.1, §2.1, §3) written on the official state dict."""
     B = x.shape[0]
-    y = F.conv2d(x, sd["backbone.patch_embed.proj.weight"], sd["backbone.patch_embed.proj.bias"], stride=16, padding=2)
+    y = F.conv2d(
+        x, sd["backbone.patch_embed.proj.weight"], sd["backbone.patch_embed.proj.bias"], stride=16, padding=2
+    )
     h, w = y.shape[-2:]
     t = y.flatten(2).transpose(1, 2)
     pos = sd["backbone.pos_embed"]
@@ -135,8 +139,15 @@ def reference_heatmaps(sd: dict, x: torch.Tensor, head: str, task: int | None, s
     for i in (0, 3):
         f = F.conv_transpose2d(f, sd[f"{head}.deconv_layers.{i}.weight"], stride=2, padding=1)
         bn = f"{head}.deconv_layers.{i + 1}."
-        f = F.batch_norm(f, sd[bn + "running_mean"], sd[bn + "running_var"], sd[bn + "weight"], sd[bn + "bias"],
-                         training=False, eps=1e-5)
+        f = F.batch_norm(
+            f,
+            sd[bn + "running_mean"],
+            sd[bn + "running_var"],
+            sd[bn + "weight"],
+            sd[bn + "bias"],
+            training=False,
+            eps=1e-5,
+        )
         f = F.relu(f)
     return F.conv2d(f, sd[f"{head}.final_layer.weight"], sd[f"{head}.final_layer.bias"])
 
@@ -162,7 +173,14 @@ def test_vitpose_pp_converts_with_all_heads_and_matches_official_forward(vitpose
     assert result.format == "vitpose++"
     cfg = result.model_config
     assert list(cfg["heads"]) == ["coco", "aic", "mpii", "ap10k", "apt36k", "wholebody"]
-    assert [h["skeleton"] for h in cfg["heads"].values()] == ["coco", "aic", "mpii", "ap10k", "ap10k", "coco_wholebody"]
+    assert [h["skeleton"] for h in cfg["heads"].values()] == [
+        "coco",
+        "aic",
+        "mpii",
+        "ap10k",
+        "ap10k",
+        "coco_wholebody",
+    ]
     assert [h["num_keypoints"] for h in cfg["heads"].values()] == PP_KS
     bb = cfg["backbone"]
     assert (bb["ffn"], bb["num_experts"], bb["part_features"], bb["img_size"]) == ("ps", 6, PART, list(IMG))
@@ -173,7 +191,9 @@ def test_vitpose_pp_converts_with_all_heads_and_matches_official_forward(vitpose
     # strict: every model key came from the file and every file key (except cls_token) went into the model
     expected = {k for k in sd if k != "backbone.cls_token"}
     assert len(model.state_dict()) == len(expected)
-    torch.testing.assert_close(model.heads["mpii"].final_layer.weight, sd["associate_keypoint_heads.1.final_layer.weight"])
+    torch.testing.assert_close(
+        model.heads["mpii"].final_layer.weight, sd["associate_keypoint_heads.1.final_layer.weight"]
+    )
 
     for t, (name, head_key) in enumerate(
         zip(cfg["heads"], ["keypoint_head"] + [f"associate_keypoint_heads.{j}" for j in range(5)])
@@ -199,8 +219,9 @@ def test_merged_model_equals_moe_output(vitpose_pp, images, tmp_path, capsys):
     dense = load_pose_model(dst)
     assert dense.backbone.ffn == "shared" and list(dense.heads) == ["aic"]
     assert dense.backbone.blocks[0].mlp.fc2.weight.shape == (C, 4 * C)
-    torch.testing.assert_close(dense.predict_heatmaps(images), model.predict_heatmaps(images, head="aic"),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        dense.predict_heatmaps(images), model.predict_heatmaps(images, head="aic"), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_cli_converts_and_prints_summary(vitpose_pp, tmp_path, capsys, images):
@@ -229,8 +250,12 @@ def test_split_per_task_file_drops_dead_experts(images, tmp_path):
     assert result.format == "vitpose" and list(result.model_config["heads"]) == ["aic"]
     assert sum(".mlp.experts." in k for k in result.dropped) == DEPTH * 6 * 2
     model = load_pose_model(path, num_heads=NUM_HEADS)
-    torch.testing.assert_close(model.predict_heatmaps(images), reference_heatmaps(sd, images, "keypoint_head", None),
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        model.predict_heatmaps(images),
+        reference_heatmaps(sd, images, "keypoint_head", None),
+        atol=1e-4,
+        rtol=1e-4,
+    )
 
 
 # ----------------------------------------------------------------------------------------- ViTPose classic
@@ -246,7 +271,9 @@ def test_official_single_task(simple, images, tmp_path):
     assert result.model_config["heads"] == {"coco": {"skeleton": "coco", "num_keypoints": 17}}
     model = load_pose_model(path, num_heads=NUM_HEADS)
     out = model.predict_heatmaps(images, skeleton="coco")
-    torch.testing.assert_close(out, reference_heatmaps(sd, images, "keypoint_head", None, simple), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        out, reference_heatmaps(sd, images, "keypoint_head", None, simple), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_non_moe_multitask_heads_named_by_keypoint_count(images, tmp_path):
@@ -254,8 +281,12 @@ def test_non_moe_multitask_heads_named_by_keypoint_count(images, tmp_path):
     path = save_mmcv(tmp_path / "vitpose_base_coco_aic_mpii.pth", sd)
     model = load_pose_model(path, num_heads=NUM_HEADS)
     assert model.dataset_names == ["coco", "mpii", "aic"]
-    torch.testing.assert_close(model.predict_heatmaps(images, skeleton="aic"),
-                               reference_heatmaps(sd, images, "associate_keypoint_heads.1", None), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        model.predict_heatmaps(images, skeleton="aic"),
+        reference_heatmaps(sd, images, "associate_keypoint_heads.1", None),
+        atol=1e-4,
+        rtol=1e-4,
+    )
     # two 14-keypoint heads (AIC + CrowdPose, the "*" checkpoints) are ambiguous without --head-names
     sd2 = official_state([17, 14, 16, 14], seed=8)
     path2 = save_mmcv(tmp_path / "star.pth", sd2)
@@ -271,7 +302,11 @@ def test_non_moe_multitask_heads_named_by_keypoint_count(images, tmp_path):
 
 def mae_state(seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
-    sd = {k[len("backbone."):]: v for k, v in official_state([17], seed=seed).items() if k.startswith("backbone.")}
+    sd = {
+        k[len("backbone.") :]: v
+        for k, v in official_state([17], seed=seed).items()
+        if k.startswith("backbone.")
+    }
     sd = {k: v for k, v in sd.items() if not k.startswith("last_norm")}
     sd["pos_embed"] = torch.randn(1, 197, C, generator=g)
     sd["norm.weight"], sd["norm.bias"] = torch.ones(C), torch.zeros(C)
@@ -286,8 +321,16 @@ def test_mae_init_resizes_pos_embed_and_copies_fc2_tail_into_experts(tmp_path, c
     src = mae_state()
     path = tmp_path / "mae_pretrain_vit_tiny.pth"
     torch.save({"model": src}, path)
-    backbone = build_backbone("vit_tiny", embed_dim=C, depth=DEPTH, num_heads=NUM_HEADS, img_size=IMG, ffn="ps",
-                              num_experts=6, part_features=PART)
+    backbone = build_backbone(
+        "vit_tiny",
+        embed_dim=C,
+        depth=DEPTH,
+        num_heads=NUM_HEADS,
+        img_size=IMG,
+        ffn="ps",
+        num_experts=6,
+        part_features=PART,
+    )
     last_norm_before = backbone.last_norm.weight.detach().clone()
     report = load_backbone_init(backbone, path)
     printed = capsys.readouterr().out
@@ -297,7 +340,11 @@ def test_mae_init_resizes_pos_embed_and_copies_fc2_tail_into_experts(tmp_path, c
     assert pos.shape == (1, 1 + GRID[0] * GRID[1], C)
     torch.testing.assert_close(pos[:, :1], src["pos_embed"][:, :1])  # cls slot kept
     grid = src["pos_embed"][:, 1:].reshape(1, 14, 14, C).permute(0, 3, 1, 2)
-    expect = F.interpolate(grid, size=GRID, mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(1, -1, C)
+    expect = (
+        F.interpolate(grid, size=GRID, mode="bicubic", align_corners=False)
+        .permute(0, 2, 3, 1)
+        .reshape(1, -1, C)
+    )
     torch.testing.assert_close(pos[:, 1:], expect)
     for i in range(DEPTH):
         mlp = backbone.blocks[i].mlp
@@ -305,8 +352,8 @@ def test_mae_init_resizes_pos_embed_and_copies_fc2_tail_into_experts(tmp_path, c
         torch.testing.assert_close(mlp.fc2.weight, fc2_w[: C - PART])
         torch.testing.assert_close(mlp.fc2.bias, fc2_b[: C - PART])
         for expert in mlp.experts:
-            torch.testing.assert_close(expert.weight, fc2_w[C - PART:])
-            torch.testing.assert_close(expert.bias, fc2_b[C - PART:])
+            torch.testing.assert_close(expert.weight, fc2_w[C - PART :])
+            torch.testing.assert_close(expert.bias, fc2_b[C - PART :])
         torch.testing.assert_close(backbone.blocks[i].attn.qkv.weight, src[f"blocks.{i}.attn.qkv.weight"])
     # MAE's norm does not become last_norm (official loader): reported missing, left at init
     assert "last_norm.weight" in report.missing and not report.unexpected and not report.mismatched
@@ -329,8 +376,24 @@ def test_cli_mae_writes_backbone_only_file(tmp_path, capsys):
     path = tmp_path / "mae.pth"
     torch.save({"model": mae_state(2)}, path)
     dst = tmp_path / "mae_ps.pt"
-    rc = convert_main([str(path), str(dst), "--format", "mae", "--img-size", *map(str, IMG), "--num-heads",
-                       str(NUM_HEADS), "--ffn", "ps", "--num-experts", "3", "--part-features", str(PART)])
+    rc = convert_main(
+        [
+            str(path),
+            str(dst),
+            "--format",
+            "mae",
+            "--img-size",
+            *map(str, IMG),
+            "--num-heads",
+            str(NUM_HEADS),
+            "--ffn",
+            "ps",
+            "--num-experts",
+            "3",
+            "--part-features",
+            str(PART),
+        ]
+    )
     assert rc == 0
     assert "decoder_" in capsys.readouterr().out
     obj = read_checkpoint(dst)
@@ -339,8 +402,16 @@ def test_cli_mae_writes_backbone_only_file(tmp_path, capsys):
     with pytest.raises(CheckpointError, match="no heads"):
         load_pose_model(dst)
     # and the file itself is a valid backbone.init source
-    backbone = build_backbone("vit_tiny", embed_dim=C, depth=DEPTH, num_heads=NUM_HEADS, img_size=IMG, ffn="ps",
-                              num_experts=3, part_features=PART)
+    backbone = build_backbone(
+        "vit_tiny",
+        embed_dim=C,
+        depth=DEPTH,
+        num_heads=NUM_HEADS,
+        img_size=IMG,
+        ffn="ps",
+        num_experts=3,
+        part_features=PART,
+    )
     report = load_backbone_init(backbone, dst, verbose=False)
     assert report.missing == ["last_norm.bias", "last_norm.weight"]
 
@@ -355,15 +426,19 @@ def test_lightning_checkpoint_and_warm_start(vitpose_pp, tmp_path, images):
         "pytorch-lightning_version": "2.4.0",
         "epoch": 1,
         "hyper_parameters": {"model_config": result.model_config, "optim": {"lr": 1e-3}},
-        "state_dict": {**{f"model.{k}": v for k, v in result.state_dict.items()}, "loss_fn.scale": torch.ones(1)},
+        "state_dict": {
+            **{f"model.{k}": v for k, v in result.state_dict.items()},
+            "loss_fn.scale": torch.ones(1),
+        },
         "optimizer_states": [],
     }
     lpath = tmp_path / "last.ckpt"
     torch.save(ckpt, lpath)
     model = load_pose_model(lpath)
     ref = load_pose_model(path, num_heads=NUM_HEADS)
-    torch.testing.assert_close(model.predict_heatmaps(images, skeleton="mpii"),
-                               ref.predict_heatmaps(images, skeleton="mpii"))
+    torch.testing.assert_close(
+        model.predict_heatmaps(images, skeleton="mpii"), ref.predict_heatmaps(images, skeleton="mpii")
+    )
     # warm start of a model whose AIC head has another K: that head is skipped and reported, the rest loaded
     cfg = dict(result.model_config, heads=dict(result.model_config["heads"]))
     cfg["heads"]["aic"] = {"skeleton": "crowdpose", "num_keypoints": 14}
@@ -372,7 +447,10 @@ def test_lightning_checkpoint_and_warm_start(vitpose_pp, tmp_path, images):
 
     target = model_from_config(cfg)
     report = load_weights_into(target, lpath, verbose=False)
-    assert [m.split(":")[0] for m in report.mismatched] == ["heads.mpii.final_layer.weight", "heads.mpii.final_layer.bias"]
+    assert [m.split(":")[0] for m in report.mismatched] == [
+        "heads.mpii.final_layer.weight",
+        "heads.mpii.final_layer.bias",
+    ]
     assert report.dropped == ["loss_fn.scale"]  # training-only keys are reported, not silently lost
     torch.testing.assert_close(target.heads["aic"].final_layer.weight, ref.heads["aic"].final_layer.weight)
 
@@ -441,7 +519,11 @@ def test_save_multipose_round_trip_is_plain_data(vitpose_pp, tmp_path):
     obj = read_checkpoint(st)
     assert obj["model_config"] == result.model_config
     assert set(obj["state_dict"]) == set(result.state_dict)
-    torch.testing.assert_close(obj["state_dict"]["heads.wholebody.final_layer.bias"],
-                               result.state_dict["heads.wholebody.final_layer.bias"])
-    assert math.isclose(float(obj["state_dict"]["backbone.pos_embed"].sum()),
-                        float(result.state_dict["backbone.pos_embed"].sum()))
+    torch.testing.assert_close(
+        obj["state_dict"]["heads.wholebody.final_layer.bias"],
+        result.state_dict["heads.wholebody.final_layer.bias"],
+    )
+    assert math.isclose(
+        float(obj["state_dict"]["backbone.pos_embed"].sum()),
+        float(result.state_dict["backbone.pos_embed"].sum()),
+    )

@@ -518,12 +518,23 @@ def test_augmentation_options_reach_the_transform_and_typos_are_named(tmp_path):
 
     cfg = compose_config("train", [f"data.root={tmp_path}"])
     datasets = cfg.data.datasets
-    dm = MultiPoseDataModule(datasets, root=str(tmp_path), input_size=(128, 96), heatmap_size=(32, 24),
-                             batch_size=32, synthetic={"config": "tiny"},
-                             augmentation={"rot_factor": 7.0, "half_body_prob": 0.5})
+    dm = MultiPoseDataModule(
+        datasets,
+        root=str(tmp_path),
+        input_size=(128, 96),
+        heatmap_size=(32, 24),
+        batch_size=32,
+        synthetic={"config": "tiny"},
+        augmentation={"rot_factor": 7.0, "half_body_prob": 0.5},
+    )
     t_coco, t_mpii = dm._transform("syn_coco", True), dm._transform("syn_mpii", True)
     assert t_coco.rot_factor == 7.0 and t_coco.half_body_prob == 0.5
     assert t_mpii.half_body_prob == 0.0  # the MPII entry has half_body: false
     with pytest.raises(DataConfigError, match="rotation"):
-        MultiPoseDataModule(datasets, root=str(tmp_path), batch_size=32, synthetic={"config": "tiny"},
-                            augmentation={"rotation": 10})
+        MultiPoseDataModule(
+            datasets,
+            root=str(tmp_path),
+            batch_size=32,
+            synthetic={"config": "tiny"},
+            augmentation={"rotation": 10},
+        )

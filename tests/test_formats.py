@@ -78,8 +78,9 @@ def test_training_instances_logs_what_it_drops(tmp_path, caplog):
     assert "1 crowd" in msg and "1 unlabelled" in msg
 
 
-@pytest.mark.parametrize("skeleton,k", [("aic", 14), ("crowdpose", 14), ("ap10k", 17), ("halpe", 136),
-                                         ("ochuman", 17)])
+@pytest.mark.parametrize(
+    "skeleton,k", [("aic", 14), ("crowdpose", 14), ("ap10k", 17), ("halpe", 136), ("ochuman", 17)]
+)
 def test_read_coco_other_skeletons(tmp_path, skeleton, k):
     vis = [2] * k
     vis[-1] = 0
@@ -142,8 +143,11 @@ def test_coco_wrong_keypoint_count(tmp_path):
 
 
 def test_coco_zero_area_box_error_and_skip(tmp_path, caplog):
-    anns = [coco_ann(1, 1, 17), coco_ann(2, 1, 17, bbox=(3.0, 3.0, 0.0, 10.0)),
-            coco_ann(3, 1, 17, bbox=(100.0, 3.0, 10.0, 10.0))]  # outside the 64-px-wide image
+    anns = [
+        coco_ann(1, 1, 17),
+        coco_ann(2, 1, 17, bbox=(3.0, 3.0, 0.0, 10.0)),
+        coco_ann(3, 1, 17, bbox=(100.0, 3.0, 10.0, 10.0)),
+    ]  # outside the 64-px-wide image
     ann_file, img_dir = coco_file(tmp_path, [coco_image(1, "a.jpg")], anns)
     msg = _err(read_coco, ann_file, img_dir, "coco", "c")
     assert "annotation id=2" in msg and "zero or negative" in msg and "data.invalid_boxes=skip" in msg
@@ -156,8 +160,9 @@ def test_coco_zero_area_box_error_and_skip(tmp_path, caplog):
 
 
 def test_coco_missing_image_file(tmp_path):
-    ann_file, img_dir = coco_file(tmp_path, [coco_image(1, "missing.jpg")], [coco_ann(1, 1, 17)],
-                                  make_images=False)
+    ann_file, img_dir = coco_file(
+        tmp_path, [coco_image(1, "missing.jpg")], [coco_ann(1, 1, 17)], make_images=False
+    )
     msg = _err(read_coco, ann_file, img_dir, "coco", "c")
     assert str(ann_file) in msg and "missing.jpg" in msg and "data.on_bad_image=skip" in msg
     assert len(read_coco(ann_file, img_dir, "coco", "c", check_images=False)) == 1
@@ -221,18 +226,24 @@ def test_coco_nonnumeric_keypoints_and_bad_gt_all(tmp_path):
     ann = coco_ann(1, 1, 17)
     ann["keypoints"][4] = None
     ann_file, img_dir = coco_file(tmp_path, [coco_image(1, "a.jpg")], [ann])
-    assert "field 'keypoints' has null, NaN or infinite values (flat positions [4])" in _err(read_coco, ann_file, img_dir, "coco", "c")
+    assert "field 'keypoints' has null, NaN or infinite values (flat positions [4])" in _err(
+        read_coco, ann_file, img_dir, "coco", "c"
+    )
     ann = coco_ann(2, 1, 17, gt_all={"mpii": flat_keypoints(15)})
     ann_file, img_dir = coco_file(tmp_path, [coco_image(1, "a.jpg")], [ann], name="g.json")
     assert "'gt_all.mpii' has 15 keypoints but skeleton 'mpii' has 16" in _err(
-        read_coco, ann_file, img_dir, "coco", "c")
+        read_coco, ann_file, img_dir, "coco", "c"
+    )
 
 
 def test_coco_duplicate_ids(tmp_path):
-    ann_file, img_dir = coco_file(tmp_path, [coco_image(1, "a.jpg")], [coco_ann(1, 1, 17), coco_ann(1, 1, 17)])
+    ann_file, img_dir = coco_file(
+        tmp_path, [coco_image(1, "a.jpg")], [coco_ann(1, 1, 17), coco_ann(1, 1, 17)]
+    )
     assert "duplicate annotation id 1" in _err(read_coco, ann_file, img_dir, "coco", "c")
-    ann_file, img_dir = coco_file(tmp_path, [coco_image(1, "a.jpg"), coco_image(1, "b.jpg")],
-                                  [coco_ann(1, 1, 17)], name="d.json")
+    ann_file, img_dir = coco_file(
+        tmp_path, [coco_image(1, "a.jpg"), coco_image(1, "b.jpg")], [coco_ann(1, 1, 17)], name="d.json"
+    )
     assert "duplicate image id 1" in _err(read_coco, ann_file, img_dir, "coco", "c")
 
 
@@ -301,8 +312,9 @@ def test_read_mpii_box_fallback_and_missing_head(tmp_path, caplog):
 
 def test_mpii_errors(tmp_path):
     good = mpii_entry("a.jpg", _mpii_joints(5.0), [1] * 16, center=(25.0, 35.0), scale=0.5)
-    ann_file, img_dir = _mpii_file(tmp_path, [good, mpii_entry("a.jpg", _mpii_joints(5.0)[:14], [1] * 14,
-                                                               center=(1, 1), scale=1.0)])
+    ann_file, img_dir = _mpii_file(
+        tmp_path, [good, mpii_entry("a.jpg", _mpii_joints(5.0)[:14], [1] * 14, center=(1, 1), scale=1.0)]
+    )
     msg = _err(read_mpii, ann_file, img_dir)
     assert str(ann_file) in msg and "annotation id=2" in msg and "14 points" in msg and "16 keypoints" in msg
 
@@ -353,10 +365,14 @@ def test_read_detections(tmp_path, caplog):
 
 def test_detection_errors(tmp_path):
     index = {1: str(tmp_path / "a.jpg")}
-    path = write_json(tmp_path / "d1.json", [{"image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}])
+    path = write_json(
+        tmp_path / "d1.json", [{"image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}]
+    )
     msg = _err(read_detections, path, index, "c", "coco")
     assert str(path) in msg and "image_id 2 is not in the image index" in msg
-    path = write_json(tmp_path / "d2.json", [{"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "score": 1}])
+    path = write_json(
+        tmp_path / "d2.json", [{"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "score": 1}]
+    )
     assert "zero or negative" in _err(read_detections, path, index, "c", "coco")
     assert read_detections(path, index, "c", "coco", invalid_boxes="skip") == []
     path = write_json(tmp_path / "d3.json", [])

@@ -29,7 +29,9 @@ def test_classic_head_official_keys_and_shapes():
     assert sd["deconv_layers.3.weight"].shape == (256, 256, 4, 4)
     assert sd["deconv_layers.4.weight"].shape == (256,)
     assert sd["final_layer.weight"].shape == (17, 256, 1, 1)
-    assert isinstance(head.deconv_layers[2], torch.nn.ReLU) and isinstance(head.deconv_layers[5], torch.nn.ReLU)
+    assert isinstance(head.deconv_layers[2], torch.nn.ReLU) and isinstance(
+        head.deconv_layers[5], torch.nn.ReLU
+    )
     # mmpose init
     assert 0.0007 < head.deconv_layers[0].weight.std().item() < 0.0013
     assert torch.all(head.deconv_layers[1].weight == 1) and torch.all(head.deconv_layers[1].bias == 0)
@@ -66,7 +68,9 @@ def test_simple_head_is_relu_bilinear_conv3x3():
     assert set(head.state_dict()) == {"final_layer.weight", "final_layer.bias"}
     assert head.final_layer.kernel_size == (3, 3)
     x = torch.randn(2, 48, 4, 3)
-    expected = head.final_layer(F.interpolate(F.relu(x), scale_factor=4, mode="bilinear", align_corners=False))
+    expected = head.final_layer(
+        F.interpolate(F.relu(x), scale_factor=4, mode="bilinear", align_corners=False)
+    )
     assert torch.allclose(head(x), expected)
     assert head(x).shape == (2, 6, 16, 12)
 
@@ -89,8 +93,11 @@ def test_upsampling_follows_backbone_stride():
     with pytest.raises(ValueError):
         upsample_for_stride(6)
     bb = ViTPoseBackbone(img_size=(128, 96), embed_dim=48, depth=1, num_heads=3, ratio=2)
-    model = build_pose_model({"a": SimpleNamespace(name="s", num_keypoints=4)}, backbone=bb,
-                             head_kwargs={"num_deconv_filters": (16,)})
+    model = build_pose_model(
+        {"a": SimpleNamespace(name="s", num_keypoints=4)},
+        backbone=bb,
+        head_kwargs={"num_deconv_filters": (16,)},
+    )
     with torch.no_grad():
         assert model.eval().heatmaps(torch.randn(1, 3, 128, 96))["a"].shape == (1, 4, 32, 24)
 
@@ -106,7 +113,13 @@ SKELS = {
 def _model(ffn="ps", head="classic", seed=0) -> PoseModel:
     torch.manual_seed(seed)
     model = build_pose_model(
-        SKELS, backbone="vit_tiny", head=head, ffn=ffn, depth=2, img_size=(64, 48), drop_path_rate=0.0,
+        SKELS,
+        backbone="vit_tiny",
+        head=head,
+        ffn=ffn,
+        depth=2,
+        img_size=(64, 48),
+        drop_path_rate=0.0,
         head_kwargs={"num_deconv_filters": (16, 16)} if head.startswith("classic") else None,
     )
     g = torch.Generator().manual_seed(seed)
@@ -130,7 +143,10 @@ def test_pose_model_layout_and_heatmaps():
         routed = model.routed_heatmaps(x, idx)
     assert feats.shape == (4, 192, 4, 3)
     assert {k: tuple(v.shape) for k, v in hms.items()} == {
-        "syn_coco": (4, 5, 16, 12), "syn_mpii": (4, 4, 16, 12), "syn_ap10k": (4, 3, 16, 12)}
+        "syn_coco": (4, 5, 16, 12),
+        "syn_mpii": (4, 4, 16, 12),
+        "syn_ap10k": (4, 3, 16, 12),
+    }
     assert list(model.heatmaps(x, idx, head_names=["syn_mpii"])) == ["syn_mpii"]
     index, hm = routed["syn_mpii"]
     assert index.tolist() == [0, 3] and torch.allclose(hm, hms["syn_mpii"][index], atol=1e-6)
@@ -141,7 +157,9 @@ def test_pose_model_layout_and_heatmaps():
 def test_head_size_must_match_skeleton():
     bb = ViTPoseBackbone(img_size=(64, 48), embed_dim=48, depth=1, num_heads=3)
     with pytest.raises(ValueError, match="syn_mpii.*4 keypoints.*'mpii' has 16"):
-        PoseModel(bb, {"syn_mpii": SimpleHead(48, 4)}, {"syn_mpii": SimpleNamespace(name="mpii", num_keypoints=16)})
+        PoseModel(
+            bb, {"syn_mpii": SimpleHead(48, 4)}, {"syn_mpii": SimpleNamespace(name="mpii", num_keypoints=16)}
+        )
     with pytest.raises(ValueError, match="missing"):
         PoseModel(bb, {"a": SimpleHead(48, 4)}, {"b": SimpleNamespace(name="mpii", num_keypoints=4)})
 
@@ -164,8 +182,13 @@ def test_predict_heatmaps_picks_head_and_expert():
         model.predict_heatmaps(x, skeleton="wholebody")
     with pytest.raises(ValueError, match="pass head="):
         model.predict_heatmaps(x)
-    dup = build_pose_model({"a": SKELS["syn_coco"], "b": SKELS["syn_coco"]}, backbone="vit_tiny", head="simple",
-                           depth=1, img_size=(64, 48))
+    dup = build_pose_model(
+        {"a": SKELS["syn_coco"], "b": SKELS["syn_coco"]},
+        backbone="vit_tiny",
+        head="simple",
+        depth=1,
+        img_size=(64, 48),
+    )
     with pytest.raises(ValueError, match="several heads"):
         dup.predict_heatmaps(x, skeleton="coco")
 
@@ -202,11 +225,20 @@ def test_every_head_type_gives_quarter_resolution(head):
 
 
 def test_skeleton_names_resolve_through_the_registry():
-    model = build_pose_model({"my_coco": "coco", "my_mpii": "mpii"}, backbone="vit_tiny", head="simple", depth=1,
-                             img_size=(64, 48), ffn="ps")
+    model = build_pose_model(
+        {"my_coco": "coco", "my_mpii": "mpii"},
+        backbone="vit_tiny",
+        head="simple",
+        depth=1,
+        img_size=(64, 48),
+        ffn="ps",
+    )
     assert model.heads["my_coco"].num_keypoints == 17 and model.heads["my_mpii"].num_keypoints == 16
     assert model.backbone.num_experts == 2
     assert model.resolve_head(skeleton="mpii") == "my_mpii"
     with pytest.raises(ValueError, match="my_coco.*3 keypoints.*'coco' has 17"):
-        PoseModel(model.backbone, {"my_coco": SimpleHead(192, 3), "my_mpii": SimpleHead(192, 16)},
-                  {"my_coco": "coco", "my_mpii": "mpii"})
+        PoseModel(
+            model.backbone,
+            {"my_coco": SimpleHead(192, 3), "my_mpii": SimpleHead(192, 16)},
+            {"my_coco": "coco", "my_mpii": "mpii"},
+        )

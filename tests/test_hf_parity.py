@@ -24,9 +24,16 @@ def hf_model(simple: bool, num_experts: int = 1, seed: int = 0):
     from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
 
     bcfg = VitPoseBackboneConfig(
-        image_size=list(IMG), patch_size=[16, 16], hidden_size=C, num_hidden_layers=DEPTH,
-        num_attention_heads=NUM_HEADS, mlp_ratio=4, num_experts=num_experts, part_features=PART,
-        layer_norm_eps=1e-6, out_indices=[DEPTH],
+        image_size=list(IMG),
+        patch_size=[16, 16],
+        hidden_size=C,
+        num_hidden_layers=DEPTH,
+        num_attention_heads=NUM_HEADS,
+        mlp_ratio=4,
+        num_experts=num_experts,
+        part_features=PART,
+        layer_norm_eps=1e-6,
+        out_indices=[DEPTH],
     )
     cfg = VitPoseConfig(backbone_config=bcfg, use_simple_decoder=simple, num_labels=17)
     torch.manual_seed(seed)
@@ -88,15 +95,25 @@ def test_vitpose_plus_experts_kept_as_backbone_init(images, tmp_path):
         convert_checkpoint(path)
     result = convert_checkpoint(path, num_heads=NUM_HEADS, hf_expert=None)
     assert result.model_config["backbone"]["num_experts"] == EXPERTS
-    backbone = build_backbone("vit_tiny", embed_dim=C, depth=DEPTH, num_heads=NUM_HEADS, img_size=IMG, ffn="ps",
-                              num_experts=EXPERTS, part_features=PART).eval()
-    sd = {k[len("backbone."):]: v for k, v in result.state_dict.items() if k.startswith("backbone.")}
+    backbone = build_backbone(
+        "vit_tiny",
+        embed_dim=C,
+        depth=DEPTH,
+        num_heads=NUM_HEADS,
+        img_size=IMG,
+        ffn="ps",
+        num_experts=EXPERTS,
+        part_features=PART,
+    ).eval()
+    sd = {k[len("backbone.") :]: v for k, v in result.state_dict.items() if k.startswith("backbone.")}
     backbone.load_state_dict(sd, strict=True)
     from multipose.models.heads import ClassicHead
 
     head = ClassicHead(C, 17).eval()
-    head.load_state_dict({k[len("heads.coco."):]: v for k, v in result.state_dict.items()
-                          if k.startswith("heads.coco.")}, strict=True)
+    head.load_state_dict(
+        {k[len("heads.coco.") :]: v for k, v in result.state_dict.items() if k.startswith("heads.coco.")},
+        strict=True,
+    )
     idx = torch.tensor([4, 0, 2])
     with torch.inference_mode():
         ref = hf(pixel_values=images, dataset_index=idx).heatmaps

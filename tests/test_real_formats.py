@@ -678,7 +678,11 @@ def test_crowdpose_through_the_datamodule(tmp_path):
         dm.skeletons["crowdpose"],
         image_ids=dm.val_image_ids("crowdpose"),
     )
-    assert {im["id"]: im.get("crowdIndex") for im in ev.gt["images"]} == {114203: 0.76, 104173: 0.05, 115625: 0.93}
+    assert {im["id"]: im.get("crowdIndex") for im in ev.gt["images"]} == {
+        114203: 0.76,
+        104173: 0.05,
+        115625: 0.93,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ Halpe

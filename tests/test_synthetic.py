@@ -26,8 +26,11 @@ HUMAN = ("coco", "aic", "mpii", "coco_wholebody")
 
 def _small(train: int = 4, val: int = 2, names: tuple[str, ...] | None = None) -> WorldConfig:
     base = WorldConfig.preset("tiny")
-    ds = tuple(dataclasses.replace(d, train_instances=train, val_instances=val) for d in base.datasets
-               if names is None or d.name in names)
+    ds = tuple(
+        dataclasses.replace(d, train_instances=train, val_instances=val)
+        for d in base.datasets
+        if names is None or d.name in names
+    )
     return dataclasses.replace(base, datasets=ds)
 
 
@@ -63,7 +66,10 @@ def test_tree_manifest_and_entries(world: Path):
     entries = world_datasets("tiny")
     assert [e.name for e in entries] == ["syn_coco", "syn_aic", "syn_mpii", "syn_wholebody", "syn_ap10k"]
     for e in entries:
-        for split, ann, img_dir in (("train", e.train_ann, e.train_img_dir), ("val", e.val_ann, e.val_img_dir)):
+        for split, ann, img_dir in (
+            ("train", e.train_ann, e.train_img_dir),
+            ("val", e.val_ann, e.val_img_dir),
+        ):
             assert (world / ann).is_file()
             jpgs = sorted((world / img_dir).glob("*.jpg"))
             assert len(jpgs) == man["datasets"][e.name][split]["images"] > 0
@@ -214,7 +220,9 @@ def test_keypoints_inside_image_and_boxes_honest(world: Path):
 
 def test_gt_all_has_every_applicable_skeleton(world: Path):
     for name, data in _all_coco_like(world):
-        own = {"syn_coco": "coco", "syn_aic": "aic", "syn_wholebody": "coco_wholebody", "syn_ap10k": "ap10k"}[name]
+        own = {"syn_coco": "coco", "syn_aic": "aic", "syn_wholebody": "coco_wholebody", "syn_ap10k": "ap10k"}[
+            name
+        ]
         want = ("ap10k",) if name == "syn_ap10k" else HUMAN
         for a in data["annotations"]:
             assert tuple(a["gt_all"]) == want
@@ -394,8 +402,12 @@ def test_readers_recover_hidden_ground_truth_in_image_pixels(world: Path):
     dataset's own skeleton (MPII's 1-based coordinates included), and every record carries extra_gt."""
     from multipose.data.formats import read_coco, read_mpii
 
-    mpii = read_mpii(world / "syn_mpii/annotations/val.json", world / "syn_mpii/images/val", "mpii", "syn_mpii")
-    coco = read_coco(world / "syn_coco/annotations/val.json", world / "syn_coco/images/val", "coco", "syn_coco")
+    mpii = read_mpii(
+        world / "syn_mpii/annotations/val.json", world / "syn_mpii/images/val", "mpii", "syn_mpii"
+    )
+    coco = read_coco(
+        world / "syn_coco/annotations/val.json", world / "syn_coco/images/val", "coco", "syn_coco"
+    )
     for records, own in ((mpii, "mpii"), (coco, "coco")):
         assert records
         for inst in records:

@@ -60,7 +60,10 @@ def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path, tiny_world):
     train(train_cfg)
     trained = _metrics(tmp_path / "t" / "run")
     eval_cfg = _cfg(
-        tmp_path / "e", tiny_world, ["data=synthetic_small", f"ckpt_path={_last_ckpt(tmp_path / 't' / 'run')}"], "eval"
+        tmp_path / "e",
+        tiny_world,
+        ["data=synthetic_small", f"ckpt_path={_last_ckpt(tmp_path / 't' / 'run')}"],
+        "eval",
     )
     evaluated = evaluate(eval_cfg)
     val_keys = [k for k in trained if k.startswith("val/")]
@@ -92,14 +95,21 @@ def test_resume_continues_steps_and_data_sequence(tmp_path, tiny_world):
     full_cfg = _cfg(tmp_path / "full", tiny_world, [*SMOKE, *CKPT, "trainer.max_epochs=2"])
     train(full_cfg)
     first_cfg = _cfg(
-        tmp_path / "a", tiny_world,
-        [*SMOKE, *CKPT, "trainer.max_epochs=2", "+callbacks.stop._target_=test_train.StopAfterEpochs",
-         "+callbacks.stop.epochs=1"],
+        tmp_path / "a",
+        tiny_world,
+        [
+            *SMOKE,
+            *CKPT,
+            "trainer.max_epochs=2",
+            "+callbacks.stop._target_=test_train.StopAfterEpochs",
+            "+callbacks.stop.epochs=1",
+        ],
     )
     train(first_cfg)
     assert torch.load(_last_ckpt(tmp_path / "a" / "run"), weights_only=True)["global_step"] == 4
     resume_cfg = _cfg(
-        tmp_path / "b", tiny_world,
+        tmp_path / "b",
+        tiny_world,
         [*SMOKE, *CKPT, "trainer.max_epochs=2", f"ckpt_path={_last_ckpt(tmp_path / 'a' / 'run')}"],
     )
     train(resume_cfg)
@@ -131,7 +141,9 @@ def test_unknown_dataset_in_loss_weights_is_named(tmp_path, tiny_world):
 
 
 def test_missing_annotation_file_is_named(tmp_path, tiny_world):
-    cfg = _cfg(tmp_path, tiny_world, [*SMOKE, "data.datasets.syn_coco.val.ann_file=syn_coco/annotations/nope.json"])
+    cfg = _cfg(
+        tmp_path, tiny_world, [*SMOKE, "data.datasets.syn_coco.val.ann_file=syn_coco/annotations/nope.json"]
+    )
     with open_dict(cfg):
         cfg.data.synthetic = None  # a real dataset entry: files are checked before anything is built
     with pytest.raises(ValueError, match="nope.json"):
@@ -142,8 +154,12 @@ def test_skeleton_head_size_mismatch_is_named():
     from multipose.models.build import model_from_config
 
     config = {
-        "backbone": {"name": "vit_tiny", "ffn": "shared", "img_size": [64, 48],
-                     "overrides": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+        "backbone": {
+            "name": "vit_tiny",
+            "ffn": "shared",
+            "img_size": [64, 48],
+            "overrides": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+        },
         "head": {"type": "classic", "deconv_filters": [8, 8]},
         "heads": {"syn_coco": {"skeleton": "coco", "num_keypoints": 14}},
     }
@@ -154,7 +170,11 @@ def test_skeleton_head_size_mismatch_is_named():
 def _run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "multipose.train", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "multipose.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -163,8 +183,15 @@ def _run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Compl
 
 def test_multirun_two_jobs(tmp_path, tiny_world):
     _run_cli(
-        ["-m", *SMOKE, "trainer.max_epochs=1", "loss.heatmap=0.5,1.0", f"paths.root_dir={tmp_path}",
-         f"data.root={tiny_world}", "print_config=false"],
+        [
+            "-m",
+            *SMOKE,
+            "trainer.max_epochs=1",
+            "loss.heatmap=0.5,1.0",
+            f"paths.root_dir={tmp_path}",
+            f"data.root={tiny_world}",
+            "print_config=false",
+        ],
         cwd=REPO,
     )
     metrics = sorted((tmp_path / "logs").rglob("metrics.json"))
@@ -176,8 +203,14 @@ def test_multirun_two_jobs(tmp_path, tiny_world):
 @pytest.mark.slow
 def test_ddp_two_processes_cpu(tmp_path, tiny_world):
     _run_cli(
-        [*SMOKE, "trainer=ddp_cpu", "trainer.max_epochs=1", f"paths.root_dir={tmp_path}", f"data.root={tiny_world}",
-         "print_config=false"],
+        [
+            *SMOKE,
+            "trainer=ddp_cpu",
+            "trainer.max_epochs=1",
+            f"paths.root_dir={tmp_path}",
+            f"data.root={tiny_world}",
+            "print_config=false",
+        ],
         cwd=REPO,
     )
     (metrics,) = list((tmp_path / "logs").rglob("metrics.json"))

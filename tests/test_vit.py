@@ -38,8 +38,16 @@ def test_matches_stock_timm_vision_transformer():
     _randomise_(ours)
     c, (h, w) = ours.embed_dim, ours.grid_size
     ref = VisionTransformer(
-        img_size=(128, 96), patch_size=16, embed_dim=c, depth=3, num_heads=3, mlp_ratio=4, qkv_bias=True,
-        class_token=False, global_pool="", num_classes=0,
+        img_size=(128, 96),
+        patch_size=16,
+        embed_dim=c,
+        depth=3,
+        num_heads=3,
+        mlp_ratio=4,
+        qkv_bias=True,
+        class_token=False,
+        global_pool="",
+        num_classes=0,
     ).eval()
     ref.patch_embed.proj.padding = (2, 2)
     sd = ours.state_dict()
@@ -48,7 +56,9 @@ def test_matches_stock_timm_vision_transformer():
     for k in ("weight", "bias"):
         sd[f"norm.{k}"] = sd.pop(f"last_norm.{k}")
     missing, unexpected = ref.load_state_dict(sd, strict=False)
-    assert not unexpected and all(not k.startswith(("blocks", "patch_embed", "norm", "pos_embed")) for k in missing)
+    assert not unexpected and all(
+        not k.startswith(("blocks", "patch_embed", "norm", "pos_embed")) for k in missing
+    )
     x = torch.randn(2, 3, 128, 96)
     with torch.no_grad():
         expected = ref.forward_features(x).transpose(1, 2).reshape(2, c, h, w)
@@ -73,7 +83,12 @@ def test_official_parameter_names_and_shapes():
     assert sd["blocks.2.mlp.fc1.weight"].shape == (4 * c, c)
     assert sd["blocks.2.mlp.fc2.weight"].shape == (c - c // 4, 4 * c)
     assert sd["blocks.2.mlp.experts.1.weight"].shape == (c // 4, 4 * c)
-    assert {"last_norm.weight", "blocks.1.norm1.weight", "blocks.1.norm2.bias", "blocks.1.attn.proj.weight"} <= set(sd)
+    assert {
+        "last_norm.weight",
+        "blocks.1.norm1.weight",
+        "blocks.1.norm2.bias",
+        "blocks.1.attn.proj.weight",
+    } <= set(sd)
     assert "cls_token" not in sd
     for blk in m.blocks:
         assert blk.norm1.eps == 1e-6 and blk.norm2.eps == 1e-6

@@ -218,3 +218,57 @@ def test_vote_picks_heatmaps_for_shared_codecs_and_coordinates_otherwise():
     for j in range(COCO.num_keypoints):
         np.testing.assert_array_equal(out[:, j], by_coords[:, j] if j in with_aic else expect[:, j])
     assert np.array_equal(out[:, 0], coords["syn_coco"][:, 0])  # nose: the head's own decoded keypoint
+
+
+# ------------------------------------------------------------------------------------ wired into validation
+@pytest.mark.parametrize("method", ["fill", "average"])
+def test_validation_scores_voted_keypoints_next_to_the_heads_own(tiny_world, method):
+    """``evaluation.voting`` adds ``val/<ds>/vote/<metric>`` beside the head's own metrics; ``fill`` keeps every
+    joint the dataset's own head has, so its scores equal the head's own exactly; ``val/score`` never uses the
+    voted numbers."""
+    import hydra
+    import lightning as L
+
+    from conftest import compose
+    from multipose.lit_module import PoseLitModule
+    from multipose.train import build_model_config
+
+    cfg = compose("train", [f"data.root={tiny_world}", "data.num_workers=0", "data.synthetic.config=tiny"])
+    dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
+    torch.manual_seed(0)
+    module = PoseLitModule(
+        build_model_config(cfg, dm),
+        evaluation={"flip_test": True, "voting": method, "cross_skeleton": False},
+        mix=dm.describe(),
+    )
+    for p in module.model.heads.parameters():  # non-trivial heatmaps from an untrained model
+        if p.dim() > 1:
+            torch.nn.init.normal_(p, std=0.3)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=2,
+    )
+    trainer.validate(module, datamodule=dm, verbose=False)
+    m = module.val_metrics
+    for name in dm.dataset_names:
+        prefix, vote_prefix = f"val/{name}/", f"val/{name}/vote/"
+        evaluator_keys = set(module.evaluation.evaluators[name].compute(None))  # the own head's metric keys
+        own = {
+            k[len(prefix) :]: v
+            for k, v in m.items()
+            if k.startswith(prefix) and k[len(prefix) :] in evaluator_keys
+        }
+        vote = {k[len(vote_prefix) :]: v for k, v in m.items() if k.startswith(vote_prefix)}
+        assert own and set(vote) == set(own), name
+        if method == "fill":
+            assert vote == own, name
+    if method == "average":  # other heads with exactly corresponding joints move the voted keypoints
+        batch = next(iter(dm.val_dataloader()[0]))
+        preds = module.predictor.predict_batch(batch, "syn_coco", module.evaluation.heads_for("syn_coco"))
+        voted = module.predictor.vote(preds, "syn_coco", "average", batch)
+        moved = np.abs(voted[..., :2] - preds["syn_coco"].keypoints[..., :2]).max(axis=(0, 2)) > 1e-3
+        assert 0 < moved.sum() < voted.shape[1]  # some joints averaged, others (no exact counterpart) kept
+    assert not any("vote" in k for k in m if k == "val/score")

@@ -65,7 +65,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     quiet_lightning()
     check_eval_fits(ckpt, cfg.data)  # heads vs the mix's datasets and skeletons, before any data is read
-    check_training_checkpoint(ckpt, "ckpt_path")  # a Lightning training checkpoint with weights (clear errors)
+    check_training_checkpoint(
+        ckpt, "ckpt_path"
+    )  # a Lightning training checkpoint with weights (clear errors)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     module = PoseLitModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)

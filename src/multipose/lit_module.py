@@ -121,10 +121,6 @@ class PoseLitModule(L.LightningModule):
         voting = self.eval_cfg.get("voting", "none")
         if voting not in VOTING:
             raise ValueError(f"evaluation.voting must be one of {VOTING}, got {voting!r}")
-        if voting != "none":
-            raise NotImplementedError(
-                f"evaluation.voting={voting} is not wired into validation yet (multipose.bridges.voting); use none"
-            )
         self.mix = dict(mix) if mix is not None else None
         self.losses_on: frozenset[str] | None = None
         self.val_metrics: dict[str, float] = {}
@@ -214,7 +210,9 @@ class PoseLitModule(L.LightningModule):
     ) -> None:
         name = self.predictor.mix.names[dataloader_idx]
         preds = self.predictor.predict_batch(batch, name, self.evaluation.heads_for(name))
-        self.evaluation.update(name, batch, {h: p.keypoints for h, p in preds.items()})
+        voting = self.eval_cfg.get("voting", "none")
+        voted = None if voting == "none" else self.predictor.vote(preds, name, voting, batch)
+        self.evaluation.update(name, batch, {h: p.keypoints for h, p in preds.items()}, voted=voted)
 
     def on_validation_epoch_end(self) -> None:
         if self.evaluation is None:

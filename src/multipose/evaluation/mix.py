@@ -3,7 +3,9 @@ evaluators (every other head against the hidden ground truth of its skeleton, sy
 consistency (label-free, every mix), gathering across DDP ranks and ``val/score``.
 
 Metric keys: ``val/<ds>/<metric>``, ``val/<ds>/cross/<head>/<metric>``, ``val/<ds>/consistency/CHD`` and
-``.../CHD_p90`` (:mod:`.consistency`), and ``val/score`` = mean of the datasets' primary metrics.
+``.../CHD_p90`` (:mod:`.consistency`), ``val/<ds>/vote/<metric>`` (MDPN multi-branch voting,
+``evaluation.voting: fill | average``, scored next to the head's own output) and ``val/score`` = mean of the
+datasets' primary metrics (of the heads' own outputs, never of the voted ones).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class MixEvaluation:
         self.cross: dict[str, dict[str, CrossSkeletonEvaluator]] = {}
         self.pairs: dict[str, dict[str, list[tuple[int, int]]]] = {}
         self._distances: dict[str, list[np.ndarray]] = {}
+        self.voting = str(opts.get("voting", "none"))
+        self.voted: dict[str, Any] = {}
+        self._consistency = bool(opts.get("consistency", True))
         skeletons = mix.skeletons
         for name in self.names:
             gt = get(name)
@@ -75,13 +80,15 @@ class MixEvaluation:
                 dict(getattr(spec, "metric_options", None) or {})
             )  # the data entry's own win
             self.evaluators[name] = build_evaluator(spec.metric, name, gt, skeletons[name], **evaluator_opts)
+            if self.voting != "none":  # the same metric on the voted keypoints
+                self.voted[name] = build_evaluator(spec.metric, name, gt, skeletons[name], **evaluator_opts)
             if opts.get("cross_skeleton", True) and any(i.extra_gt for i in gt[:50]):
                 self.cross[name] = {
                     h: CrossSkeletonEvaluator(name, h, gt, skeletons[h])
                     for h in self.names
                     if h != name and any(skeletons[h].name in i.extra_gt for i in gt[:50])
                 }
-            if opts.get("consistency", True):
+            if opts.get("consistency", True) or self.voting != "none":
                 pairs = {h: correspondence(skeletons[name], skeletons[h]) for h in self.names if h != name}
                 self.pairs[name] = {h: p for h, p in pairs.items() if p}
             self._distances[name] = []
@@ -91,9 +98,16 @@ class MixEvaluation:
         extra = set(self.cross.get(name, {})) | set(self.pairs.get(name, {}))
         return [name] + [h for h in self.names if h in extra]
 
-    def update(self, name: str, batch: Mapping[str, Any], keypoints: Mapping[str, np.ndarray]) -> None:
+    def update(
+        self,
+        name: str,
+        batch: Mapping[str, Any],
+        keypoints: Mapping[str, np.ndarray],
+        voted: np.ndarray | None = None,
+    ) -> None:
         """Add one batch of dataset ``name``: ``keypoints[head] [B, K_head, 3]`` in image pixels, ``batch`` the
-        loader's batch dict (ids, box scores, areas, crop scale)."""
+        loader's batch dict (ids, box scores, areas, crop scale); ``voted`` ``[B, K_name, 3]`` the MDPN-voted
+        keypoints when ``evaluation.voting`` is on."""
         ids = {
             "ann_ids": _numpy(batch["ann_id"]),
             "image_ids": _numpy(batch["image_id"]),
@@ -102,9 +116,15 @@ class MixEvaluation:
         }
         # OKS-NMS area = prod(scale) of the padded, aspect-fixed box, as mmpose
         self.evaluators[name].update(keypoints[name], scales=_numpy(batch["scale"]), **ids)
+        if name in self.voted:
+            if voted is None:
+                raise ValueError(
+                    f"evaluation.voting={self.voting}: update() of {name!r} needs the voted keypoints"
+                )
+            self.voted[name].update(voted, scales=_numpy(batch["scale"]), **ids)
         for head, evaluator in self.cross.get(name, {}).items():
             evaluator.update(keypoints[head], **ids)
-        pairs = self.pairs.get(name, {})
+        pairs = self.pairs.get(name, {}) if self._consistency else {}
         if pairs:
             sizes = box_size(_numpy(batch["scale"]))
             self._distances[name] += [
@@ -128,7 +148,11 @@ class MixEvaluation:
             for cross in self.cross.get(name, {}).values():
                 _gather(cross)
                 metrics.update({f"val/{name}/{k}": float(v) for k, v in cross.compute().items()})
-            if self.pairs.get(name):
+            if name in self.voted:
+                _gather(self.voted[name])
+                voted = self.voted[name].compute(None)
+                metrics.update({f"val/{name}/vote/{k}": float(v) for k, v in voted.items()})
+            if self._consistency and self.pairs.get(name):
                 local = np.concatenate(self._distances[name]) if self._distances[name] else np.zeros(0)
                 chd = summarize_chd(np.concatenate(_all_gather(local)))
                 metrics.update({f"val/{name}/consistency/{k}": v for k, v in chd.items()})

@@ -104,6 +104,25 @@ class Predictor:
         use_udp = self.mix.dataset(dataset).use_udp
         return self.predict(batch["image"], batch["center"], batch["scale"], heads, use_udp)
 
+    def vote(
+        self, preds: Mapping[str, HeadPrediction], target: str, method: str, batch: Mapping[str, Any]
+    ) -> np.ndarray:
+        """MDPN multi-branch voting (:func:`multipose.bridges.voting.vote`) of ``preds`` (every head's prediction
+        on a batch of ``target``'s loader) for ``target``'s skeleton: ``[B, K_target, 3]`` image keypoints.
+        Heatmaps of heads sharing the target's codec are averaged and decoded once with the batch's crops."""
+        from multipose.bridges.voting import vote
+
+        use_udp = self.mix.dataset(target).use_udp
+        return vote(
+            target,
+            {h: p.heatmaps for h, p in preds.items()},
+            {h: p.keypoints for h, p in preds.items()},
+            self.mix.skeletons,
+            self.mix.codecs,
+            method,
+            decode=lambda hm: self.decode(hm, target, batch["center"], batch["scale"], use_udp),
+        )
+
 
 def select_instances(
     keypoints: np.ndarray,

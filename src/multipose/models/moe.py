@@ -78,20 +78,26 @@ class TaskRouting:
         return len(self.counts)
 
     @classmethod
-    def from_dataset_idx(cls, dataset_idx: Tensor, num_tasks: int, batch_size: int | None = None) -> TaskRouting:
+    def from_dataset_idx(
+        cls, dataset_idx: Tensor, num_tasks: int, batch_size: int | None = None
+    ) -> TaskRouting:
         """Build the routing of a batch from its ``dataset_idx`` ([B] int64, values in ``[0, num_tasks)``).
 
         One host-device synchronisation per call (the per-task counts must be Python ints for slicing).
         """
         if not isinstance(dataset_idx, Tensor):
-            raise TypeError(f"dataset_idx must be a torch.Tensor of shape [B], got {type(dataset_idx).__name__}")
+            raise TypeError(
+                f"dataset_idx must be a torch.Tensor of shape [B], got {type(dataset_idx).__name__}"
+            )
         if dataset_idx.ndim != 1 or dataset_idx.dtype.is_floating_point or dataset_idx.dtype == torch.bool:
             raise ValueError(
                 f"dataset_idx must be a 1-D integer tensor [B], got shape {tuple(dataset_idx.shape)} "
                 f"and dtype {dataset_idx.dtype}"
             )
         if batch_size is not None and dataset_idx.numel() != batch_size:
-            raise ValueError(f"dataset_idx has {dataset_idx.numel()} entries but the batch has {batch_size} samples")
+            raise ValueError(
+                f"dataset_idx has {dataset_idx.numel()} entries but the batch has {batch_size} samples"
+            )
         tasks = torch.arange(num_tasks, device=dataset_idx.device)
         counts = (dataset_idx.unsqueeze(1) == tasks).sum(0)
         unsorted = (dataset_idx[1:] < dataset_idx[:-1]).any().long().view(1)
@@ -134,7 +140,9 @@ class _RoutedMlp(nn.Module):
     num_experts: int
     ddp_safe: bool
 
-    def _init_common(self, in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop) -> int:
+    def _init_common(
+        self, in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop
+    ) -> int:
         """Shared constructor checks and attributes of the routed FFNs; returns the hidden width (4C default)."""
         _check_block_kwargs(norm_layer, bias, drop)
         if num_experts < 1:
@@ -154,7 +162,9 @@ class _RoutedMlp(nn.Module):
             route = TaskRouting((x.shape[0],))
         if isinstance(route, TaskRouting):
             if route.num_tasks != self.num_experts:
-                raise ValueError(f"routing has {route.num_tasks} tasks but the FFN has {self.num_experts} experts")
+                raise ValueError(
+                    f"routing has {route.num_tasks} tasks but the FFN has {self.num_experts} experts"
+                )
             if sum(route.counts) != x.shape[0]:
                 raise ValueError(f"routing covers {sum(route.counts)} samples but the input has {x.shape[0]}")
             return self._forward_sorted(x, route)
@@ -177,10 +187,14 @@ class _RoutedMlp(nn.Module):
 def _check_block_kwargs(norm_layer, bias, drop) -> None:
     # timm's Block passes these to its mlp_layer; the ViTPose FFN uses none of them.
     if norm_layer is not None or bias is not True or drop not in (0, 0.0):
-        raise ValueError("task-routed FFNs support only norm_layer=None, bias=True, drop=0 (the ViTPose setting)")
+        raise ValueError(
+            "task-routed FFNs support only norm_layer=None, bias=True, drop=0 (the ViTPose setting)"
+        )
 
 
-def resolve_part_features(embed_dim: int, part_features: int | None = None, part_ratio: float | None = None) -> int:
+def resolve_part_features(
+    embed_dim: int, part_features: int | None = None, part_ratio: float | None = None
+) -> int:
     """Width ``p`` of the task-specific slice of a PS-FFN: explicit ``part_features``, else ``part_ratio * C``
     (alpha), else ``C / 4`` (the released ViTPose++ checkpoints: S 96, B 192, L 256, H 320)."""
     if part_features is not None and part_ratio is not None:
@@ -221,14 +235,18 @@ class PartiallySharedMlp(_RoutedMlp):
         **_: object,
     ) -> None:
         super().__init__()
-        hidden_features = self._init_common(in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop)
+        hidden_features = self._init_common(
+            in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop
+        )
         part_features = resolve_part_features(in_features, part_features)
         dd = {"device": device, "dtype": dtype}
         self.part_features = part_features
         self.fc1 = nn.Linear(in_features, hidden_features, **dd)
         self.act = act_layer()
         self.fc2 = nn.Linear(hidden_features, in_features - part_features, **dd)
-        self.experts = nn.ModuleList(nn.Linear(hidden_features, part_features, **dd) for _ in range(num_experts))
+        self.experts = nn.ModuleList(
+            nn.Linear(hidden_features, part_features, **dd) for _ in range(num_experts)
+        )
 
     def _forward_sorted(self, x: Tensor, routing: TaskRouting) -> Tensor:
         h = self.act(self.fc1(x))
@@ -270,7 +288,9 @@ class IndependentMlp(_RoutedMlp):
         **_: object,
     ) -> None:
         super().__init__()
-        hidden_features = self._init_common(in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop)
+        hidden_features = self._init_common(
+            in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop
+        )
         self.experts = nn.ModuleList(
             Mlp(in_features, hidden_features, act_layer=act_layer, device=device, dtype=dtype)
             for _ in range(num_experts)
@@ -306,7 +326,9 @@ class SharedIndependentMlp(_RoutedMlp):
         **_: object,
     ) -> None:
         super().__init__()
-        hidden_features = self._init_common(in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop)
+        hidden_features = self._init_common(
+            in_features, hidden_features, num_experts, ddp_safe, norm_layer, bias, drop
+        )
         dd = {"device": device, "dtype": dtype}
         self.fc1 = nn.Linear(in_features, hidden_features, **dd)
         self.act = act_layer()
@@ -354,13 +376,19 @@ def build_ffn(
         return Mlp(in_features, hidden_features, **kw)
     if ffn == "ps":
         return PartiallySharedMlp(
-            in_features, hidden_features, num_experts=num_experts, ddp_safe=ddp_safe,
-            part_features=resolve_part_features(in_features, part_features), **kw,
+            in_features,
+            hidden_features,
+            num_experts=num_experts,
+            ddp_safe=ddp_safe,
+            part_features=resolve_part_features(in_features, part_features),
+            **kw,
         )
     if ffn == "independent":
         return IndependentMlp(in_features, hidden_features, num_experts=num_experts, ddp_safe=ddp_safe, **kw)
     if ffn == "shared_independent":
-        return SharedIndependentMlp(in_features, hidden_features, num_experts=num_experts, ddp_safe=ddp_safe, **kw)
+        return SharedIndependentMlp(
+            in_features, hidden_features, num_experts=num_experts, ddp_safe=ddp_safe, **kw
+        )
     raise ValueError(f"unknown ffn {ffn!r}; choose one of {', '.join(FFN_TYPES)}")
 
 

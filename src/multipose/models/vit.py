@@ -115,12 +115,30 @@ class ViTPoseBlock(Block):
 def _ffn_layer(ffn: str, num_experts: int, part_features: int | None, ddp_safe: bool):
     """A timm ``mlp_layer`` factory for :class:`Block` building the requested FFN variant."""
 
-    def make(in_features, hidden_features=None, act_layer=nn.GELU, norm_layer=None, bias=True, drop=0.0,
-             device=None, dtype=None, **_):
+    def make(
+        in_features,
+        hidden_features=None,
+        act_layer=nn.GELU,
+        norm_layer=None,
+        bias=True,
+        drop=0.0,
+        device=None,
+        dtype=None,
+        **_,
+    ):
         if norm_layer is not None or bias is not True or drop:
             raise ValueError("the ViTPose FFN uses no MLP norm, biases on, and no dropout")
-        return build_ffn(ffn, in_features, hidden_features, num_experts=num_experts, part_features=part_features,
-                         ddp_safe=ddp_safe, act_layer=act_layer, device=device, dtype=dtype)
+        return build_ffn(
+            ffn,
+            in_features,
+            hidden_features,
+            num_experts=num_experts,
+            part_features=part_features,
+            ddp_safe=ddp_safe,
+            act_layer=act_layer,
+            device=device,
+            dtype=dtype,
+        )
 
     return make
 
@@ -177,10 +195,22 @@ class ViTPoseBackbone(nn.Module):
             raise ValueError(f"part_features / part_ratio only apply to ffn='ps', not ffn={ffn!r}")
         img_size = _pair(img_size)
         self.config = dict(
-            img_size=img_size, patch_size=patch_size, ratio=ratio, in_chans=in_chans, embed_dim=embed_dim,
-            depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-            drop_path_rate=drop_path_rate, ffn=ffn, num_experts=num_experts, part_features=part_features,
-            ddp_safe=ddp_safe, grad_checkpointing=grad_checkpointing, fused_attn=fused_attn,
+            img_size=img_size,
+            patch_size=patch_size,
+            ratio=ratio,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop_path_rate=drop_path_rate,
+            ffn=ffn,
+            num_experts=num_experts,
+            part_features=part_features,
+            ddp_safe=ddp_safe,
+            grad_checkpointing=grad_checkpointing,
+            fused_attn=fused_attn,
         )
         self.img_size, self.embed_dim, self.depth, self.num_heads = img_size, embed_dim, depth, num_heads
         self.ffn, self.num_experts, self.part_features = ffn, num_experts, part_features
@@ -194,8 +224,13 @@ class ViTPoseBackbone(nn.Module):
         mlp_layer = _ffn_layer(ffn, num_experts, part_features, ddp_safe)
         self.blocks = nn.ModuleList(
             ViTPoseBlock(
-                dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
-                norm_layer=partial(nn.LayerNorm, eps=1e-6), mlp_layer=mlp_layer,
+                dim=embed_dim,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                drop_path=dpr[i],
+                norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                mlp_layer=mlp_layer,
             )
             for i in range(depth)
         )
@@ -239,7 +274,9 @@ class ViTPoseBackbone(nn.Module):
                     "merge_experts(task)"
                 )
             return TaskRouting((batch_size,))
-        return TaskRouting.from_dataset_idx(dataset_idx.to(self.pos_embed.device), self.num_experts, batch_size)
+        return TaskRouting.from_dataset_idx(
+            dataset_idx.to(self.pos_embed.device), self.num_experts, batch_size
+        )
 
     def tokens(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """Patch tokens with position embedding: ``[B, h*w, C]`` and the grid (h, w)."""
@@ -297,4 +334,3 @@ class ViTPoseBackbone(nn.Module):
             dense = ViTPoseBackbone(**cfg)
         dense.load_state_dict(state, assign=True)
         return dense.train(self.training)
-

@@ -134,7 +134,9 @@ def as_box(value: Any, loc: str | Loc, field: str = "bbox") -> tuple[float, floa
     return x, y, w, h
 
 
-def clip_box(box: tuple[float, float, float, float], width: float, height: float) -> tuple[float, float, float, float]:
+def clip_box(
+    box: tuple[float, float, float, float], width: float, height: float
+) -> tuple[float, float, float, float]:
     """mmpose 0.x's box sanitising (``x1 = max(0, x)``, ``x2 = min(W-1, x1 + max(0, w-1))``, same for y); no-op if
     the image size is unknown (0). The result is a box the caller keeps only if its width and height are > 0."""
     if not width or not height:

@@ -87,7 +87,9 @@ def read_mpii_gt_mat(path: str | Path, num_keypoints: int = 16) -> MpiiGroundTru
     try:
         mat = loadmat(str(path))
     except Exception as err:  # scipy raises several types for a file that is not a MATLAB file
-        raise DatasetFormatError(f"{path}: not a readable MATLAB .mat file ({type(err).__name__}: {err})") from None
+        raise DatasetFormatError(
+            f"{path}: not a readable MATLAB .mat file ({type(err).__name__}: {err})"
+        ) from None
     missing = [k for k in ("jnt_missing", "pos_gt_src", "headboxes_src") if k not in mat]
     if missing:
         raise DatasetFormatError(
@@ -98,10 +100,14 @@ def read_mpii_gt_mat(path: str | Path, num_keypoints: int = 16) -> MpiiGroundTru
     miss = np.asarray(mat["jnt_missing"])
     boxes = np.asarray(mat["headboxes_src"], dtype=np.float64)
     if pos.ndim != 3 or pos.shape[:2] != (num_keypoints, 2):
-        raise DatasetFormatError(f"{path}: pos_gt_src has shape {pos.shape}, expected ({num_keypoints}, 2, N)")
+        raise DatasetFormatError(
+            f"{path}: pos_gt_src has shape {pos.shape}, expected ({num_keypoints}, 2, N)"
+        )
     n = pos.shape[2]
     if miss.shape != (num_keypoints, n):
-        raise DatasetFormatError(f"{path}: jnt_missing has shape {miss.shape}, expected ({num_keypoints}, {n})")
+        raise DatasetFormatError(
+            f"{path}: jnt_missing has shape {miss.shape}, expected ({num_keypoints}, {n})"
+        )
     if boxes.shape != (2, 2, n):
         raise DatasetFormatError(f"{path}: headboxes_src has shape {boxes.shape}, expected (2, 2, {n})")
     names = [str(np.asarray(v).reshape(-1)[0]) for v in np.asarray(mat.get("dataset_joints", [])).reshape(-1)]
@@ -263,7 +269,11 @@ def read_mpii(
     if n_changed:
         log.info(
             "%s: the ground truth of %d of %d entries differs from %s; the official %s is used",
-            dataset, n_changed, len(data), ann_file.name, Path(head_boxes).name,
+            dataset,
+            n_changed,
+            len(data),
+            ann_file.name,
+            Path(head_boxes).name,
         )
     if n_head_fallback:
         log.warning(
@@ -271,7 +281,9 @@ def read_mpii(
             "head_size = distance upper_neck-head_top for them. PCKh is "
             "then NOT the official MPII number: name the official head boxes in the data entry "
             "(val.head_boxes: mpii/annotations/mpii_gt_val.mat)",
-            dataset, n_head_fallback, len(data),
+            dataset,
+            n_head_fallback,
+            len(data),
         )
     if n_head_missing:
         log.warning(

@@ -55,8 +55,14 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 1e-9 else np.array([0.0, 1.0])
 
 
-def _ellipse_poly(centre: np.ndarray, ax_u: np.ndarray, ax_v: np.ndarray, n: int = 28,
-                  start: float = 0.0, stop: float = 2 * math.pi) -> np.ndarray:
+def _ellipse_poly(
+    centre: np.ndarray,
+    ax_u: np.ndarray,
+    ax_v: np.ndarray,
+    n: int = 28,
+    start: float = 0.0,
+    stop: float = 2 * math.pi,
+) -> np.ndarray:
     """Polygon of the ellipse ``centre + cos(t) * ax_u + sin(t) * ax_v`` for ``t`` in ``[start, stop]``."""
     t = np.linspace(start, stop, n, endpoint=(stop - start) < 2 * math.pi - 1e-6)
     return centre[None] + np.cos(t)[:, None] * ax_u[None] + np.sin(t)[:, None] * ax_v[None]
@@ -107,7 +113,8 @@ class Figure:
         names = list(self.landmarks)
         pts = np.stack([self.landmarks[k] for k in names]) @ m + t
         parts = [
-            Part(p.name, p.shape, p.points @ m + t, p.width * scale, p.colour, p.label, p.shade) for p in self.parts
+            Part(p.name, p.shape, p.points @ m + t, p.width * scale, p.colour, p.label, p.shade)
+            for p in self.parts
         ]
         return Figure(
             kind=self.kind,
@@ -125,8 +132,9 @@ class Figure:
         """Axis-aligned ``(min_xy, max_xy)`` of all drawn geometry (widths included) after rotating by
         ``rotation`` radians (and mirroring, as :meth:`place` does) — in the figure's current units."""
         pts = np.concatenate([p.points for p in self.parts])
-        pad = np.concatenate([np.full(len(p.points), p.width / 2 if p.shape != "poly" else 0.0)
-                              for p in self.parts])
+        pad = np.concatenate(
+            [np.full(len(p.points), p.width / 2 if p.shape != "poly" else 0.0) for p in self.parts]
+        )
         if rotation or self.facing < 0:
             c, s = math.cos(rotation), math.sin(rotation)
             m = (np.array([[c, -s], [s, c]]) * np.array([float(self.facing), 1.0])[None, :]).T
@@ -287,7 +295,9 @@ def sample_human(rng: np.random.Generator, style: HumanStyle, back_view_prob: fl
             foot_up = -foot_up
         heel = put(f"{side}_heel", ankle + down * 0.03 - foot_dir * 0.012, (f"{side}_foot",))
         big = put(f"{side}_big_toe", heel + foot_dir * foot_len + foot_up * 0.007, (f"{side}_foot",))
-        small = put(f"{side}_small_toe", heel + foot_dir * foot_len * 0.8 - foot_up * 0.008, (f"{side}_foot",))
+        small = put(
+            f"{side}_small_toe", heel + foot_dir * foot_len * 0.8 - foot_up * 0.008, (f"{side}_foot",)
+        )
         leg_w = 0.072 * girth
         parts_legs += [
             Part(f"{side}_thigh", "capsule", np.stack([hip, knee]), leg_w, trousers),
@@ -295,7 +305,9 @@ def sample_human(rng: np.random.Generator, style: HumanStyle, back_view_prob: fl
             Part(f"{side}_foot", "capsule", np.stack([heel, (big + small) / 2]), 0.042 * girth, shoes),
         ]
         # ---- arms
-        sh = put(f"{side}_shoulder", neck_base + left * sgn * sh_w - up * 0.028, ("torso", f"{side}_upper_arm"))
+        sh = put(
+            f"{side}_shoulder", neck_base + left * sgn * sh_w - up * 0.028, ("torso", f"{side}_upper_arm")
+        )
         abd = math.radians(U(-25.0, 165.0) if U() < 0.75 else U(-10.0, 40.0))
         ua_dir = _rot(down, -sgn * abd)
         flex = math.radians(U(0.0, 145.0) if U() < 0.65 else U(0.0, 25.0))
@@ -317,16 +329,31 @@ def sample_human(rng: np.random.Generator, style: HumanStyle, back_view_prob: fl
     lsh, rsh = lm["l_shoulder"], lm["r_shoulder"]
     lhip, rhip = lm["l_hip_joint"], lm["r_hip_joint"]
     tw = 0.03 * girth
-    torso = np.stack([
-        lsh + left * tw * 0.6 + up * 0.02, lsh + left * tw - up * 0.06,
-        lhip + left * tw * 0.9 - up * 0.01, pelvis - up * 0.045, rhip - left * tw * 0.9 - up * 0.01,
-        rsh - left * tw - up * 0.06, rsh - left * tw * 0.6 + up * 0.02, neck_base + up * 0.01,
-    ])
+    torso = np.stack(
+        [
+            lsh + left * tw * 0.6 + up * 0.02,
+            lsh + left * tw - up * 0.06,
+            lhip + left * tw * 0.9 - up * 0.01,
+            pelvis - up * 0.045,
+            rhip - left * tw * 0.9 - up * 0.01,
+            rsh - left * tw - up * 0.06,
+            rsh - left * tw * 0.6 + up * 0.02,
+            neck_base + up * 0.01,
+        ]
+    )
     parts_body.append(Part("torso", "poly", torso, 0.0, style.shirt))
     # belt line: a mild cue for where the pelvis is
-    parts_body.append(Part("belt", "line", np.stack([lhip + up * 0.035 + left * tw * 0.7,
-                                                     rhip + up * 0.035 - left * tw * 0.7]),
-                           0.012, _scale(style.trousers, 0.6), label=False, shade=False))
+    parts_body.append(
+        Part(
+            "belt",
+            "line",
+            np.stack([lhip + up * 0.035 + left * tw * 0.7, rhip + up * 0.035 - left * tw * 0.7]),
+            0.012,
+            _scale(style.trousers, 0.6),
+            label=False,
+            shade=False,
+        )
+    )
 
     # ---- neck and head
     nk = math.radians(rng.normal(0.0, 9.0))
@@ -359,8 +386,12 @@ def sample_human(rng: np.random.Generator, style: HumanStyle, back_view_prob: fl
         put(f"face_{i}", face[i], ("head",))
         if not front or face_cz[i] < 0.08:
             hidden.add(f"face_{i}")
-    for name, al, y, d in (("l_eye", 0.42, 0.02, 1.0), ("r_eye", -0.42, 0.02, 1.0), ("nose", 0.0, 0.32, 1.18),
-                           ("mouth", 0.0, 0.62, 1.0)):
+    for name, al, y, d in (
+        ("l_eye", 0.42, 0.02, 1.0),
+        ("r_eye", -0.42, 0.02, 1.0),
+        ("nose", 0.0, 0.32, 1.18),
+        ("mouth", 0.0, 0.62, 1.0),
+    ):
         p, cz = face_pt(al, y, d)
         put(name, p, ("head",))
         if not front or cz < 0.08:
@@ -373,19 +404,35 @@ def sample_human(rng: np.random.Generator, style: HumanStyle, back_view_prob: fl
         if not seen:
             hidden.add(f"{side}_ear")
         else:
-            ear_parts.append(Part(f"{side}_ear_shape", "poly",
-                                  _ellipse_poly(p, vleft * b * 0.22, vup * b * 0.34, 14), 0.0, style.skin))
+            ear_parts.append(
+                Part(
+                    f"{side}_ear_shape",
+                    "poly",
+                    _ellipse_poly(p, vleft * b * 0.22, vup * b * 0.34, 14),
+                    0.0,
+                    style.skin,
+                )
+            )
     neck_w = 0.05 * girth
-    head_parts: list[Part] = [Part("neck", "capsule", np.stack([neck_base, neck_base + vup * 0.06]), neck_w,
-                                   style.skin)]
+    head_parts: list[Part] = [
+        Part("neck", "capsule", np.stack([neck_base, neck_base + vup * 0.06]), neck_w, style.skin)
+    ]
     head_parts += ear_parts
     head_poly = _ellipse_poly(centre, vleft * a, vup * b, 32)
     if front:
         head_parts.append(Part("head", "poly", head_poly, 0.0, style.skin))
         # hair cap over the top of the head
         cap = _ellipse_poly(centre, vleft * a * 1.02, -vup * b * 1.03, 18, math.pi * 1.05, math.pi * 1.95)
-        cap = np.concatenate([cap, [centre + vup * b * 0.34 + vleft * a * 0.72,
-                                    centre + vup * b * 0.5, centre + vup * b * 0.34 - vleft * a * 0.72]])
+        cap = np.concatenate(
+            [
+                cap,
+                [
+                    centre + vup * b * 0.34 + vleft * a * 0.72,
+                    centre + vup * b * 0.5,
+                    centre + vup * b * 0.34 - vleft * a * 0.72,
+                ],
+            ]
+        )
         head_parts.append(Part("hair", "poly", cap, 0.0, style.hair, label=False))
         head_parts += _face_details(lm, hidden, b, style)
     else:
@@ -396,8 +443,17 @@ def sample_human(rng: np.random.Generator, style: HumanStyle, back_view_prob: fl
     return Figure("human", "person", lm, owners, hidden, parts, facing, front)
 
 
-def _hand(rng: np.random.Generator, side: str, sgn: float, wrist: np.ndarray, fa_dir: np.ndarray,
-          prop: float, girth: float, skin: Colour, put) -> list[Part]:
+def _hand(
+    rng: np.random.Generator,
+    side: str,
+    sgn: float,
+    wrist: np.ndarray,
+    fa_dir: np.ndarray,
+    prop: float,
+    girth: float,
+    skin: Colour,
+    put,
+) -> list[Part]:
     """Place the 21 COCO-WholeBody hand landmarks (root, then 4 per finger) and return hand parts."""
     U = rng.uniform
     d = _unit(_rot(fa_dir, math.radians(U(-30.0, 30.0))))
@@ -436,8 +492,10 @@ def _hand(rng: np.random.Generator, side: str, sgn: float, wrist: np.ndarray, fa
     for k, p in enumerate(pts):
         put(f"{side}_thumb{k + 1}", p, hand_own)
     finger_parts.append(Part(f"{side}_hand", "line", np.stack(pts), 0.019 * girth, skin, shade=False))
-    palm_pts += [wrist + d * L * 0.47 + lat * L * bases["pinky_finger"] * 1.05,
-                 wrist + d * L * 0.47 + lat * L * bases["forefinger"] * 1.05]
+    palm_pts += [
+        wrist + d * L * 0.47 + lat * L * bases["pinky_finger"] * 1.05,
+        wrist + d * L * 0.47 + lat * L * bases["forefinger"] * 1.05,
+    ]
     palm = np.stack([palm_pts[1], palm_pts[2], palm_pts[3], palm_pts[0]])
     return [Part(f"{side}_hand", "poly", palm, 0.0, skin)] + finger_parts
 
@@ -453,23 +511,68 @@ def _face_details(lm: dict[str, np.ndarray], hidden: set[str], b: float, style: 
     for rng_idx, eye in ((range(36, 42), "r_eye"), (range(42, 48), "l_eye")):
         idx = list(rng_idx)
         if seen(*idx):
-            out.append(Part(f"{eye}_white", "poly", np.stack([lm[f"face_{i}"] for i in idx]), 0.0,
-                            (235.0, 235.0, 230.0), label=False, shade=False))
+            out.append(
+                Part(
+                    f"{eye}_white",
+                    "poly",
+                    np.stack([lm[f"face_{i}"] for i in idx]),
+                    0.0,
+                    (235.0, 235.0, 230.0),
+                    label=False,
+                    shade=False,
+                )
+            )
             out.append(Part(f"{eye}_pupil", "dot", lm[eye][None], b * 0.13, dark, label=False, shade=False))
     for brow in (range(17, 22), range(22, 27)):
         idx = list(brow)
         if seen(*idx):
-            out.append(Part("brow", "line", np.stack([lm[f"face_{i}"] for i in idx]), b * 0.07,
-                            _scale(style.hair, 0.7), label=False, shade=False))
+            out.append(
+                Part(
+                    "brow",
+                    "line",
+                    np.stack([lm[f"face_{i}"] for i in idx]),
+                    b * 0.07,
+                    _scale(style.hair, 0.7),
+                    label=False,
+                    shade=False,
+                )
+            )
     if seen(27, 30, 31, 35):
-        out.append(Part("nose_ridge", "line", np.stack([lm["face_27"], lm["face_30"]]), b * 0.06,
-                        _scale(style.skin, 0.72), label=False, shade=False))
-        out.append(Part("nostrils", "line", np.stack([lm[f"face_{i}"] for i in range(31, 36)]), b * 0.07,
-                        _scale(style.skin, 0.55), label=False, shade=False))
+        out.append(
+            Part(
+                "nose_ridge",
+                "line",
+                np.stack([lm["face_27"], lm["face_30"]]),
+                b * 0.06,
+                _scale(style.skin, 0.72),
+                label=False,
+                shade=False,
+            )
+        )
+        out.append(
+            Part(
+                "nostrils",
+                "line",
+                np.stack([lm[f"face_{i}"] for i in range(31, 36)]),
+                b * 0.07,
+                _scale(style.skin, 0.55),
+                label=False,
+                shade=False,
+            )
+        )
     mouth = list(range(48, 60)) + [48]
     if seen(48, 51, 54, 57):
-        out.append(Part("mouth", "poly", np.stack([lm[f"face_{i}"] for i in mouth]), 0.0,
-                        (165.0, 60.0, 65.0), label=False, shade=False))
+        out.append(
+            Part(
+                "mouth",
+                "poly",
+                np.stack([lm[f"face_{i}"] for i in mouth]),
+                0.0,
+                (165.0, 60.0, 65.0),
+                label=False,
+                shade=False,
+            )
+        )
     return out
 
 
@@ -515,9 +618,11 @@ def sample_quadruped(rng: np.random.Generator, style: AnimalStyle, species: str)
     withers = put("withers", fwd * 0.5 - up * 0.02, ("body",))
     tail_root = put("tail_root", -fwd * 0.5 + up * 0.0 + down * 0.02, ("body", "tail"))
     put("body_center", np.zeros(2), ("body",))
-    body_poly = np.concatenate([
-        _ellipse_poly(np.zeros(2), fwd * 0.62, down * th * 0.55, 30),
-    ])
+    body_poly = np.concatenate(
+        [
+            _ellipse_poly(np.zeros(2), fwd * 0.62, down * th * 0.55, 30),
+        ]
+    )
     chest = fwd * 0.45 + down * th * 0.25
 
     leg_parts: dict[str, list[Part]] = {"near": [], "far": []}
@@ -529,8 +634,9 @@ def sample_quadruped(rng: np.random.Generator, style: AnimalStyle, species: str)
         L = sp["leg"]
         w = 0.085 * (th / 0.3) ** 0.5 * (1.0 if which == "near" else 0.9)
         # front leg: shoulder -> elbow -> wrist -> paw
-        shoulder = put(f"{side}_shoulder", fwd * (0.36 + dx) + down * th * 0.12,
-                       own_body + (f"{side}_front_upper",))
+        shoulder = put(
+            f"{side}_shoulder", fwd * (0.36 + dx) + down * th * 0.12, own_body + (f"{side}_front_upper",)
+        )
         swing = math.radians(U(-35.0, 35.0))
         d1 = _rot(down, -swing)
         elbow = put(f"{side}_elbow", shoulder + d1 * L * 0.40, (f"{side}_front_upper", f"{side}_front_lower"))
@@ -572,8 +678,11 @@ def sample_quadruped(rng: np.random.Generator, style: AnimalStyle, species: str)
     nose = put("nose", head_c + hd * (hr + sp["snout"] * hr * 1.1), ("head",))
     turned = U() < 0.3  # head turned towards the camera: both eyes show
     eye_near = put(f"{near}_eye", head_c + hd * hr * 0.35 - hdown * hr * 0.35, ("head",))
-    eye_far = put(f"{far}_eye", head_c + hd * hr * (0.5 if turned else 0.55) - hdown * hr * (0.52 if turned else 0.42),
-                  ("head",))
+    eye_far = put(
+        f"{far}_eye",
+        head_c + hd * hr * (0.5 if turned else 0.55) - hdown * hr * (0.52 if turned else 0.42),
+        ("head",),
+    )
     if not turned:
         hidden.add(f"{far}_eye")
     put(f"{near}_ear", head_c - hd * hr * 0.3 - hdown * hr * 0.9, ("head", f"{near}_ear_shape"))
@@ -590,17 +699,37 @@ def sample_quadruped(rng: np.random.Generator, style: AnimalStyle, species: str)
     fur, belly = style.fur, style.belly
     head_poly = _ellipse_poly(head_c, hd * hr * 1.05, hdown * hr * 0.85, 24)
     snout = np.stack([head_c + hd * hr * 0.3, nose])
-    ear_tri = lambda base, k: np.stack([  # noqa: E731
-        base - hd * hr * 0.3 + hdown * hr * 0.2, base - hdown * hr * 0.55 * k, base + hd * hr * 0.3 + hdown * hr * 0.2
-    ])
+    ear_tri = lambda base, k: np.stack(
+        [  # noqa: E731
+            base - hd * hr * 0.3 + hdown * hr * 0.2,
+            base - hdown * hr * 0.55 * k,
+            base + hd * hr * 0.3 + hdown * hr * 0.2,
+        ]
+    )
     parts: list[Part] = []
     parts += leg_parts["far"]
     parts.append(Part(f"{far}_ear_shape", "poly", ear_tri(lm[f"{far}_ear"], 1.0), 0.0, _scale(fur, 0.7)))
-    parts.append(Part("tail", "line", np.stack([tail_root, tail_mid, tail_tip]), 0.06 * (th / 0.3) ** 0.5,
-                      _scale(fur, 0.9)))
+    parts.append(
+        Part(
+            "tail",
+            "line",
+            np.stack([tail_root, tail_mid, tail_tip]),
+            0.06 * (th / 0.3) ** 0.5,
+            _scale(fur, 0.9),
+        )
+    )
     parts.append(Part("body", "poly", body_poly, 0.0, fur))
-    parts.append(Part("belly", "poly", _ellipse_poly(chest * 0.2 + down * th * 0.3, fwd * 0.45, down * th * 0.17, 20),
-                      0.0, belly, label=False, shade=False))
+    parts.append(
+        Part(
+            "belly",
+            "poly",
+            _ellipse_poly(chest * 0.2 + down * th * 0.3, fwd * 0.45, down * th * 0.17, 20),
+            0.0,
+            belly,
+            label=False,
+            shade=False,
+        )
+    )
     parts.append(Part("neck", "capsule", np.stack([neck_root - nd * 0.05, head_c]), th * 0.62, fur))
     parts.append(Part("head", "capsule", snout, hr * 1.05, _scale(fur, 1.05)))
     parts.append(Part("head", "poly", head_poly, 0.0, fur))
@@ -612,4 +741,3 @@ def sample_quadruped(rng: np.random.Generator, style: AnimalStyle, species: str)
         parts.append(Part("eye", "dot", eye_far[None], hr * 0.22, dark, label=False, shade=False))
     parts += leg_parts["near"]
     return Figure("quadruped", species, lm, owners, hidden, parts, facing, turned)
-

@@ -56,16 +56,22 @@ class Domain:
     fur: tuple[tuple[float, float, float], ...] = ((30, 120, 140),)  # HSV base colours for animals
 
 
-def _hsv(rng: np.random.Generator, hue: tuple[float, float], sat: tuple[float, float],
-         val: tuple[float, float]) -> tuple[float, float, float]:
+def _hsv(
+    rng: np.random.Generator, hue: tuple[float, float], sat: tuple[float, float], val: tuple[float, float]
+) -> tuple[float, float, float]:
     h = rng.uniform(*hue) % 180.0
     px = np.array([[[h, rng.uniform(*sat), rng.uniform(*val)]]], dtype=np.float32)
     rgb = cv2.cvtColor(px.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0]
     return float(rgb[0]), float(rgb[1]), float(rgb[2])
 
 
-def random_colour(rng: np.random.Generator, dom: Domain, hue: tuple[float, float] = (0.0, 180.0),
-                  sat: tuple[float, float] | None = None, val: tuple[float, float] | None = None):
+def random_colour(
+    rng: np.random.Generator,
+    dom: Domain,
+    hue: tuple[float, float] = (0.0, 180.0),
+    sat: tuple[float, float] | None = None,
+    val: tuple[float, float] | None = None,
+):
     """An RGB colour from the domain's clothing palette (or the given HSV ranges)."""
     return _hsv(rng, hue, sat or dom.cloth_sat, val or dom.cloth_val)
 
@@ -109,14 +115,14 @@ def _noise(rng: np.random.Generator, h: int, w: int, channels: int) -> np.ndarra
     y0 = int(rng.integers(0, bank.shape[0] - h + 1))
     x0 = int(rng.integers(0, bank.shape[1] - w + 1))
     c0 = int(rng.integers(0, 3 - channels + 1))
-    return bank[y0: y0 + h, x0: x0 + w, c0: c0 + channels]
+    return bank[y0 : y0 + h, x0 : x0 + w, c0 : c0 + channels]
 
 
 def _gradient(rng, dom, h, w) -> np.ndarray:
     c0, c1 = _bg_colour(rng, dom), _bg_colour(rng, dom)
     ang = rng.uniform(0, 2 * math.pi)
     yy, xx = _grid(h, w)
-    t = (xx * math.cos(ang) + yy * math.sin(ang))
+    t = xx * math.cos(ang) + yy * math.sin(ang)
     t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
     return c0 * (1 - t[..., None]) + c1 * t[..., None]
 
@@ -167,7 +173,13 @@ def _room(rng, dom, h, w) -> np.ndarray:
     return img
 
 
-_BACKGROUNDS = {"gradient": _gradient, "noise": _smooth_noise, "stripes": _stripes, "blobs": _blobs, "room": _room}
+_BACKGROUNDS = {
+    "gradient": _gradient,
+    "noise": _smooth_noise,
+    "stripes": _stripes,
+    "blobs": _blobs,
+    "room": _room,
+}
 
 
 def render_background(rng: np.random.Generator, dom: Domain, size: tuple[int, int]) -> np.ndarray:
@@ -177,7 +189,9 @@ def render_background(rng: np.random.Generator, dom: Domain, size: tuple[int, in
     p = np.asarray(weights, dtype=np.float64)
     kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
     if kind not in _BACKGROUNDS:
-        raise ValueError(f"domain {dom.name!r}: unknown background kind {kind!r}; known: {sorted(_BACKGROUNDS)}")
+        raise ValueError(
+            f"domain {dom.name!r}: unknown background kind {kind!r}; known: {sorted(_BACKGROUNDS)}"
+        )
     grain = np.float32(rng.uniform(2.0, 9.0))
     if kind == "stripes":  # sharp edges: full resolution
         img = _stripes(rng, dom, h, w).astype(np.float32)
@@ -201,7 +215,9 @@ def add_clutter(img: np.ndarray, rng: np.random.Generator, dom: Domain) -> None:
             cv2.line(img, _pt(p0), _pt(p1), c, int(rng.integers(3, 12)), cv2.LINE_AA, _SHIFT)
         else:
             x, y = rng.uniform(0, w), rng.uniform(0, h)
-            cv2.rectangle(img, (int(x), int(y)), (int(x + rng.uniform(5, 40)), int(y + rng.uniform(5, 40))), c, -1)
+            cv2.rectangle(
+                img, (int(x), int(y)), (int(x + rng.uniform(5, 40)), int(y + rng.uniform(5, 40))), c, -1
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,7 +244,9 @@ def part_codes(fig: Figure) -> dict[str, int]:
         if p.label and p.name not in codes:
             codes[p.name] = len(codes)
     if len(codes) >= PARTS_PER_FIGURE:
-        raise ValueError(f"figure has {len(codes)} labelled parts; at most {PARTS_PER_FIGURE - 1} fit the part map")
+        raise ValueError(
+            f"figure has {len(codes)} labelled parts; at most {PARTS_PER_FIGURE - 1} fit the part map"
+        )
     return codes
 
 
@@ -254,11 +272,25 @@ def _draw_part(img: np.ndarray, lab: np.ndarray, part: Part, value: int, light: 
         cv2.line(img, _pt(p0), _pt(p1), _mul(col, 0.8), max(1, int(round(w))), cv2.LINE_AA, _SHIFT)
         if part.shade and w >= 4:
             off = light * w * 0.18
-            cv2.line(img, _pt(p0 + off), _pt(p1 + off), _mul(col, 1.0), max(1, int(round(w * 0.55))),
-                     cv2.LINE_AA, _SHIFT)
+            cv2.line(
+                img,
+                _pt(p0 + off),
+                _pt(p1 + off),
+                _mul(col, 1.0),
+                max(1, int(round(w * 0.55))),
+                cv2.LINE_AA,
+                _SHIFT,
+            )
             off = light * w * 0.28
-            cv2.line(img, _pt(p0 + off), _pt(p1 + off), _mul(col, 1.18), max(1, int(round(w * 0.18))),
-                     cv2.LINE_8, _SHIFT)
+            cv2.line(
+                img,
+                _pt(p0 + off),
+                _pt(p1 + off),
+                _mul(col, 1.18),
+                max(1, int(round(w * 0.18))),
+                cv2.LINE_8,
+                _SHIFT,
+            )
         if value:
             cv2.line(lab, _pt(p0), _pt(p1), value, t_out, cv2.LINE_8, _SHIFT)
     elif part.shape == "poly":

@@ -36,7 +36,12 @@ ANIMAL_SKELETONS = ("ap10k",)
 _OVERRIDES: dict[str, dict[str, str]] = {
     "coco": {"left_hip": "l_hip_joint", "right_hip": "r_hip_joint"},
     "coco_wholebody": {"left_hip": "l_hip_joint", "right_hip": "r_hip_joint"},
-    "aic": {"left_hip": "l_hip_high", "right_hip": "r_hip_high", "head_top": "head_top_low", "neck": "neck_base"},
+    "aic": {
+        "left_hip": "l_hip_high",
+        "right_hip": "r_hip_high",
+        "head_top": "head_top_low",
+        "neck": "neck_base",
+    },
     "mpii": {"left_hip": "l_hip_mid", "right_hip": "r_hip_mid"},
     "ap10k": {"neck": "neck_root", "root_of_tail": "tail_root"},
 }

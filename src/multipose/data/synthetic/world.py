@@ -74,26 +74,71 @@ FORMATS = ("coco", "coco_wholebody", "mpii")
 
 DOMAINS: dict[str, Domain] = {
     "street": Domain(
-        "street", (("gradient", 0.2), ("noise", 0.3), ("blobs", 0.3), ("stripes", 0.1), ("room", 0.1)),
-        bg_sat=(20, 160), bg_val=(60, 220), bg_hues=(0, 180), cloth_sat=(80, 255), cloth_val=(80, 240),
-        blur_sigma=(0.0, 0.8), noise_std=(2.0, 6.0), jpeg_quality=(85, 95), clutter=(2, 6)),
+        "street",
+        (("gradient", 0.2), ("noise", 0.3), ("blobs", 0.3), ("stripes", 0.1), ("room", 0.1)),
+        bg_sat=(20, 160),
+        bg_val=(60, 220),
+        bg_hues=(0, 180),
+        cloth_sat=(80, 255),
+        cloth_val=(80, 240),
+        blur_sigma=(0.0, 0.8),
+        noise_std=(2.0, 6.0),
+        jpeg_quality=(85, 95),
+        clutter=(2, 6),
+    ),
     "outdoor": Domain(
-        "outdoor", (("noise", 0.5), ("blobs", 0.4), ("gradient", 0.1)),
-        bg_sat=(30, 120), bg_val=(70, 200), bg_hues=(20, 100), cloth_sat=(30, 140), cloth_val=(60, 200),
-        blur_sigma=(0.6, 1.3), noise_std=(4.0, 9.0), jpeg_quality=(60, 80), clutter=(3, 8)),
+        "outdoor",
+        (("noise", 0.5), ("blobs", 0.4), ("gradient", 0.1)),
+        bg_sat=(30, 120),
+        bg_val=(70, 200),
+        bg_hues=(20, 100),
+        cloth_sat=(30, 140),
+        cloth_val=(60, 200),
+        blur_sigma=(0.6, 1.3),
+        noise_std=(4.0, 9.0),
+        jpeg_quality=(60, 80),
+        clutter=(3, 8),
+    ),
     "indoor": Domain(
-        "indoor", (("room", 0.6), ("stripes", 0.2), ("gradient", 0.2)),
-        bg_sat=(40, 140), bg_val=(90, 230), bg_hues=(0, 30), cloth_sat=(60, 200), cloth_val=(60, 220),
-        blur_sigma=(0.3, 0.9), noise_std=(1.0, 4.0), jpeg_quality=(88, 95), clutter=(0, 3)),
+        "indoor",
+        (("room", 0.6), ("stripes", 0.2), ("gradient", 0.2)),
+        bg_sat=(40, 140),
+        bg_val=(90, 230),
+        bg_hues=(0, 30),
+        cloth_sat=(60, 200),
+        cloth_val=(60, 220),
+        blur_sigma=(0.3, 0.9),
+        noise_std=(1.0, 4.0),
+        jpeg_quality=(88, 95),
+        clutter=(0, 3),
+    ),
     "studio": Domain(
-        "studio", (("gradient", 0.6), ("noise", 0.4)),
-        bg_sat=(10, 80), bg_val=(120, 240), bg_hues=(90, 140), cloth_sat=(80, 230), cloth_val=(70, 230),
-        blur_sigma=(0.0, 0.4), noise_std=(0.0, 2.0), jpeg_quality=(92, 97), clutter=(0, 2)),
+        "studio",
+        (("gradient", 0.6), ("noise", 0.4)),
+        bg_sat=(10, 80),
+        bg_val=(120, 240),
+        bg_hues=(90, 140),
+        cloth_sat=(80, 230),
+        cloth_val=(70, 230),
+        blur_sigma=(0.0, 0.4),
+        noise_std=(0.0, 2.0),
+        jpeg_quality=(92, 97),
+        clutter=(0, 2),
+    ),
     "nature": Domain(
-        "nature", (("noise", 0.4), ("blobs", 0.4), ("gradient", 0.2)),
-        bg_sat=(60, 200), bg_val=(50, 200), bg_hues=(25, 75), cloth_sat=(60, 200), cloth_val=(60, 220),
-        blur_sigma=(0.2, 1.0), noise_std=(2.0, 6.0), jpeg_quality=(75, 92), clutter=(3, 9),
-        fur=((15, 140, 120), (20, 90, 190), (0, 0, 60), (0, 0, 225), (12, 60, 150), (25, 170, 200))),
+        "nature",
+        (("noise", 0.4), ("blobs", 0.4), ("gradient", 0.2)),
+        bg_sat=(60, 200),
+        bg_val=(50, 200),
+        bg_hues=(25, 75),
+        cloth_sat=(60, 200),
+        cloth_val=(60, 220),
+        blur_sigma=(0.2, 1.0),
+        noise_std=(2.0, 6.0),
+        jpeg_quality=(75, 92),
+        clutter=(3, 9),
+        fur=((15, 140, 120), (20, 90, 190), (0, 0, 60), (0, 0, 225), (12, 60, 150), (25, 170, 200)),
+    ),
 }
 
 
@@ -137,8 +182,11 @@ class WorldConfig:
         if name == "default":
             return cls()
         if name == "tiny":
-            return cls(datasets=tuple(dataclasses.replace(d, train_instances=12, val_instances=8)
-                                      for d in DEFAULT_DATASETS))
+            return cls(
+                datasets=tuple(
+                    dataclasses.replace(d, train_instances=12, val_instances=8) for d in DEFAULT_DATASETS
+                )
+            )
         raise ValueError(f"unknown synthetic world preset {name!r}; choose 'default' or 'tiny'")
 
     def __post_init__(self) -> None:
@@ -154,12 +202,16 @@ class WorldConfig:
             if d.domain not in DOMAINS:
                 raise ValueError(f"dataset {d.name!r}: domain {d.domain!r} is not one of {sorted(DOMAINS)}")
             if d.skeleton not in HUMAN_SKELETONS + ANIMAL_SKELETONS:
-                raise ValueError(f"dataset {d.name!r}: skeleton {d.skeleton!r} has no synthetic view; "
-                                 f"choose from {HUMAN_SKELETONS + ANIMAL_SKELETONS}")
+                raise ValueError(
+                    f"dataset {d.name!r}: skeleton {d.skeleton!r} has no synthetic view; "
+                    f"choose from {HUMAN_SKELETONS + ANIMAL_SKELETONS}"
+                )
             if d.format == "mpii" and d.skeleton != "mpii":
                 raise ValueError(f"dataset {d.name!r}: the mpii format needs the mpii skeleton")
             if d.format == "coco_wholebody" and d.skeleton != "coco_wholebody":
-                raise ValueError(f"dataset {d.name!r}: the coco_wholebody format needs the coco_wholebody skeleton")
+                raise ValueError(
+                    f"dataset {d.name!r}: the coco_wholebody format needs the coco_wholebody skeleton"
+                )
             if d.train_instances < 1 or d.val_instances < 1:
                 raise ValueError(f"dataset {d.name!r}: instance counts must be >= 1")
             if not 1 <= d.max_figures <= 3:
@@ -211,9 +263,15 @@ def world_datasets(config: WorldConfig | str | None = None) -> list[WorldDataset
     """The dataset entries of a world (name, format, skeleton, ann files and image dirs per split)."""
     cfg = _resolve(config)
     return [
-        WorldDataset(d.name, d.format, d.skeleton,
-                     f"{d.name}/annotations/train.json", f"{d.name}/images/train",
-                     f"{d.name}/annotations/val.json", f"{d.name}/images/val")
+        WorldDataset(
+            d.name,
+            d.format,
+            d.skeleton,
+            f"{d.name}/annotations/train.json",
+            f"{d.name}/images/train",
+            f"{d.name}/annotations/val.json",
+            f"{d.name}/images/val",
+        )
         for d in cfg.datasets
     ]
 
@@ -248,8 +306,9 @@ def _animal_style(rng: np.random.Generator, dom: Domain) -> AnimalStyle:
     s = float(np.clip(base[1] + rng.uniform(-30, 30), 0, 255))
     v = float(np.clip(base[2] + rng.uniform(-30, 30), 20, 250))
     fur = random_colour(rng, dom, hue=(h, h + 1e-3), sat=(s, s + 1e-3), val=(v, v + 1e-3))
-    belly = random_colour(rng, dom, hue=(h, h + 1e-3), sat=(s * 0.5, s * 0.5 + 1e-3),
-                          val=(min(250, v * 1.2 + 20),) * 2)
+    belly = random_colour(
+        rng, dom, hue=(h, h + 1e-3), sat=(s * 0.5, s * 0.5 + 1e-3), val=(min(250, v * 1.2 + 20),) * 2
+    )
     return AnimalStyle(fur, belly)
 
 
@@ -306,8 +365,13 @@ def figure_count(rng: np.random.Generator, spec: DatasetSpec) -> int:
     return max(1, min(int(rng.choice(counts, p=probs / probs.sum())), spec.max_figures))
 
 
-def compose_scene(rng: np.random.Generator, spec: DatasetSpec, size: tuple[int, int], num_figures: int,
-                  back_view_prob: float = 0.2) -> tuple[np.ndarray, list[SceneInstance]]:
+def compose_scene(
+    rng: np.random.Generator,
+    spec: DatasetSpec,
+    size: tuple[int, int],
+    num_figures: int,
+    back_view_prob: float = 0.2,
+) -> tuple[np.ndarray, list[SceneInstance]]:
     """Render one image of ``spec``'s world with ``num_figures`` figures.
 
     Returns ``(uint8 [H, W, 3] RGB, instances back to front)``. The figures are re-sampled (up to 8
@@ -323,8 +387,10 @@ def compose_scene(rng: np.random.Generator, spec: DatasetSpec, size: tuple[int, 
             figs = [sample_human(rng, _human_style(rng, dom), back_view_prob) for _ in range(num_figures)]
         else:
             species = sorted(SPECIES)
-            figs = [sample_quadruped(rng, _animal_style(rng, dom), species[int(rng.integers(len(species)))])
-                    for _ in range(num_figures)]
+            figs = [
+                sample_quadruped(rng, _animal_style(rng, dom), species[int(rng.integers(len(species)))])
+                for _ in range(num_figures)
+            ]
         placed = _layout(rng, figs, size, spec.kind)
         lab = np.zeros((h, w), np.uint16)
         img = render_background(rng, dom, size)
@@ -344,7 +410,12 @@ def compose_scene(rng: np.random.Generator, spec: DatasetSpec, size: tuple[int, 
             if area:
                 m = owner == i + 1
                 cols, rows = np.flatnonzero(m.any(0)), np.flatnonzero(m.any(1))
-                bbox = [float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)]
+                bbox = [
+                    float(cols[0]),
+                    float(rows[0]),
+                    float(cols[-1] - cols[0] + 1),
+                    float(rows[-1] - rows[0] + 1),
+                ]
             instances.append(SceneInstance(fig, table, area, bbox))
         score = min(int((pick(s.table, view)[:, 2] == 2).sum()) for s in instances)
         if best is None or score > best[0]:
@@ -381,8 +452,12 @@ def _wholebody_valid(k: np.ndarray, fig: Figure) -> dict[str, bool]:
     if face_ok:
         lab = face[face[:, 2] > 0, :2]
         face_ok = float(np.max(lab.max(0) - lab.min(0))) >= 10.0
-    return {"foot": bool((foot[:, 2] > 0).any()), "face": bool(face_ok), "lefthand": hand_ok(lh),
-            "righthand": hand_ok(rh)}
+    return {
+        "foot": bool((foot[:, 2] > 0).any()),
+        "face": bool(face_ok),
+        "lefthand": hand_ok(lh),
+        "righthand": hand_ok(rh),
+    }
 
 
 def _mpii_geometry(inst: SceneInstance) -> tuple[np.ndarray, list[float]]:
@@ -409,8 +484,11 @@ def _plan(seed: int, spec: DatasetSpec, split: str) -> list[int]:
     """Figures per image for one split, drawn from their own stream until the instance target is met
     (the last image is trimmed). Planning first makes every image independent of the others."""
     target = spec.train_instances if split == "train" else spec.val_instances
-    rng = np.random.default_rng(np.random.SeedSequence(
-        [int(seed) & 0xFFFFFFFF, zlib.crc32(spec.name.encode()), 0 if split == "train" else 1, 2**31]))
+    rng = np.random.default_rng(
+        np.random.SeedSequence(
+            [int(seed) & 0xFFFFFFFF, zlib.crc32(spec.name.encode()), 0 if split == "train" else 1, 2**31]
+        )
+    )
     plan: list[int] = []
     done = 0
     while done < target:
@@ -451,7 +529,9 @@ def _render_task(task: _Task) -> list[tuple[dict[str, Any], list[dict[str, Any]]
         img, insts = compose_scene(rng, spec, cfg.image_size, n, cfg.back_view_prob)
         fname = f"{spec.name}_{split}_{index:06d}.jpg"
         quality = int(rng.integers(dom.jpeg_quality[0], dom.jpeg_quality[1] + 1))
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ok, buf = cv2.imencode(
+            ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        )
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for {img_dir / fname}")
         (img_dir / fname).write_bytes(buf.tobytes())
@@ -496,7 +576,7 @@ def _generate(root: Path, cfg: WorldConfig, seed: int, workers: int | None) -> d
             plan = plans[(spec.name, split)] = _plan(seed, spec, split)
             (root / spec.name / "images" / split).mkdir(parents=True, exist_ok=True)
             for s in range(0, len(plan), chunk):
-                tasks.append(_Task(str(root), spec, split, cfg, int(seed), s, tuple(plan[s: s + chunk])))
+                tasks.append(_Task(str(root), spec, split, cfg, int(seed), s, tuple(plan[s : s + chunk])))
     n_workers = _auto_workers(sum(len(p) for p in plans.values())) if workers is None else int(workers)
     if n_workers < 1:
         raise ValueError(f"workers must be >= 1 (or None for automatic), got {workers}")
@@ -506,7 +586,9 @@ def _generate(root: Path, cfg: WorldConfig, seed: int, workers: int | None) -> d
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as ex:
+        with ProcessPoolExecutor(
+            n_workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+        ) as ex:
             results = list(ex.map(_render_task, tasks))
     by_split: dict[tuple[str, str], list] = {}
     for task, res in zip(tasks, results):
@@ -524,17 +606,30 @@ def _generate(root: Path, cfg: WorldConfig, seed: int, workers: int | None) -> d
             else:
                 for i, a in enumerate(anns):
                     a["id"] = i + 1
-                writer.dump_json({"info": {"description": f"multipose synthetic world: {spec.name} ({split})",
-                                           "version": GENERATOR_VERSION},
-                                  "images": [img for img, _ in items], "annotations": anns,
-                                  "categories": writer.categories_for(spec.skeleton, species)}, ann_file)
+                writer.dump_json(
+                    {
+                        "info": {
+                            "description": f"multipose synthetic world: {spec.name} ({split})",
+                            "version": GENERATOR_VERSION,
+                        },
+                        "images": [img for img, _ in items],
+                        "annotations": anns,
+                        "categories": writer.categories_for(spec.skeleton, species),
+                    },
+                    ann_file,
+                )
             counts[spec.name][split] = {"images": len(items), "instances": len(anns)}
     return counts
 
 
 def _manifest(cfg: WorldConfig, seed: int, counts: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {"generator": "multipose.data.synthetic", "version": GENERATOR_VERSION, "seed": int(seed),
-            "config": cfg.to_dict(), "datasets": counts}
+    return {
+        "generator": "multipose.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "config": cfg.to_dict(),
+        "datasets": counts,
+    }
 
 
 def _staleness(root: Path, cfg: WorldConfig, seed: int) -> str | None:
@@ -553,7 +648,10 @@ def _staleness(root: Path, cfg: WorldConfig, seed: int) -> str | None:
     if man.get("config") != json.loads(json.dumps(cfg.to_dict())):
         return "configuration differs"
     for d in world_datasets(cfg):
-        for split, ann, img_dir in (("train", d.train_ann, d.train_img_dir), ("val", d.val_ann, d.val_img_dir)):
+        for split, ann, img_dir in (
+            ("train", d.train_ann, d.train_img_dir),
+            ("val", d.val_ann, d.val_img_dir),
+        ):
             if not (root / ann).is_file():
                 return f"missing {root / ann}"
             want = man.get("datasets", {}).get(d.name, {}).get(split, {}).get("images")
@@ -585,8 +683,14 @@ def _clean_dead_partials(root: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def generate_world(root: str | os.PathLike, config: WorldConfig | str | None = None, seed: int = 0,
-                   overwrite: bool = False, workers: int | None = None, preset: str | None = None) -> Path:
+def generate_world(
+    root: str | os.PathLike,
+    config: WorldConfig | str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    workers: int | None = None,
+    preset: str | None = None,
+) -> Path:
     """Generate the world into ``root`` (atomically) and return ``root`` as a ``Path``.
 
     ``workers``: processes rendering images (``None``: one per CPU core, up to 8, for worlds of more
@@ -644,8 +748,13 @@ def _lock(root: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def ensure_world(root: str | os.PathLike, config: WorldConfig | str | None = None, seed: int = 0,
-                 workers: int | None = None, preset: str | None = None) -> Path:
+def ensure_world(
+    root: str | os.PathLike,
+    config: WorldConfig | str | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    preset: str | None = None,
+) -> Path:
     """Generate the world at ``root`` unless a current one (same generator version, seed and config,
     complete files) is already there; returns ``root``. Safe to call from several processes.
 
@@ -656,4 +765,3 @@ def ensure_world(root: str | os.PathLike, config: WorldConfig | str | None = Non
         if _staleness(root, cfg, seed) is None:
             return root
         return generate_world(root, cfg, seed, overwrite=True, workers=workers)
-

@@ -38,8 +38,13 @@ __all__ = [
     "tight_box",
 ]
 
-WHOLEBODY_PARTS = (("keypoints", 0, 17), ("foot_kpts", 17, 23), ("face_kpts", 23, 91),
-                   ("lefthand_kpts", 91, 112), ("righthand_kpts", 112, 133))
+WHOLEBODY_PARTS = (
+    ("keypoints", 0, 17),
+    ("foot_kpts", 17, 23),
+    ("face_kpts", 23, 91),
+    ("lefthand_kpts", 91, 112),
+    ("righthand_kpts", 112, 133),
+)
 
 
 def flat(kpts: np.ndarray) -> list[float]:
@@ -79,8 +84,15 @@ def categories_for(skeleton: str, species: tuple[str, ...] = ("person",)) -> lis
     ]
 
 
-def coco_annotation(ann_id: int, image_id: int, category_id: int, kpts: np.ndarray, bbox: list[float],
-                    area: int, gt_all: dict[str, np.ndarray]) -> dict[str, Any]:
+def coco_annotation(
+    ann_id: int,
+    image_id: int,
+    category_id: int,
+    kpts: np.ndarray,
+    bbox: list[float],
+    area: int,
+    gt_all: dict[str, np.ndarray],
+) -> dict[str, Any]:
     """One COCO keypoint annotation (see the module docstring)."""
     k = np.asarray(kpts).reshape(-1, 3)
     return {
@@ -116,12 +128,20 @@ def wholebody_parts(kpts133: np.ndarray, valid: dict[str, bool]) -> dict[str, An
     return out
 
 
-def mpii_entry(image: str, kpts16: np.ndarray, height_px: float, centre: np.ndarray,
-               headbox: list[float], gt_all: dict[str, np.ndarray]) -> dict[str, Any]:
+def mpii_entry(
+    image: str,
+    kpts16: np.ndarray,
+    height_px: float,
+    centre: np.ndarray,
+    headbox: list[float],
+    gt_all: dict[str, np.ndarray],
+) -> dict[str, Any]:
     """One MPII entry in mmpose's JSON layout (see the module docstring)."""
     k = np.asarray(kpts16, dtype=np.float64).reshape(16, 3)
     # MPII (MATLAB) coordinates are 1-based: readers subtract 1 (mmpose's TopDownMpiiDataset does)
-    joints = [[round(float(x) + 1.0, 2), round(float(y) + 1.0, 2)] if v > 0 else [-1.0, -1.0] for x, y, v in k]
+    joints = [
+        [round(float(x) + 1.0, 2), round(float(y) + 1.0, 2)] if v > 0 else [-1.0, -1.0] for x, y, v in k
+    ]
     return {
         "image": image,
         "joints": joints,
