@@ -699,13 +699,15 @@ def sample_quadruped(rng: np.random.Generator, style: AnimalStyle, species: str)
     fur, belly = style.fur, style.belly
     head_poly = _ellipse_poly(head_c, hd * hr * 1.05, hdown * hr * 0.85, 24)
     snout = np.stack([head_c + hd * hr * 0.3, nose])
-    ear_tri = lambda base, k: np.stack(
-        [  # noqa: E731
-            base - hd * hr * 0.3 + hdown * hr * 0.2,
-            base - hdown * hr * 0.55 * k,
-            base + hd * hr * 0.3 + hdown * hr * 0.2,
-        ]
-    )
+    def ear_tri(base, k):
+        return np.stack(
+            [
+                base - hd * hr * 0.3 + hdown * hr * 0.2,
+                base - hdown * hr * 0.55 * k,
+                base + hd * hr * 0.3 + hdown * hr * 0.2,
+            ]
+        )
+
     parts: list[Part] = []
     parts += leg_parts["far"]
     parts.append(Part(f"{far}_ear_shape", "poly", ear_tri(lm[f"{far}_ear"], 1.0), 0.0, _scale(fur, 0.7)))
