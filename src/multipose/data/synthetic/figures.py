@@ -699,6 +699,7 @@ def sample_quadruped(rng: np.random.Generator, style: AnimalStyle, species: str)
     fur, belly = style.fur, style.belly
     head_poly = _ellipse_poly(head_c, hd * hr * 1.05, hdown * hr * 0.85, 24)
     snout = np.stack([head_c + hd * hr * 0.3, nose])
+
     def ear_tri(base, k):
         return np.stack(
             [
