@@ -37,6 +37,8 @@ def test_full_mix_recipe_per_size(size):
     assert cfg.optim.lr / cfg.optim.base_batch_size == pytest.approx(VITPOSE_PP_LR / VITPOSE_PP_TOTAL_BATCH)
     scaled = cfg.optim.lr * cfg.data.batch_size / cfg.optim.base_batch_size
     assert scaled == pytest.approx(VITPOSE_PP_LR * cfg.data.batch_size / VITPOSE_PP_TOTAL_BATCH)
+    # every head on the whole per-GPU batch: BatchNorm statistics of the mixed batch, as the official code
+    assert cfg.model.head_bn == "batch"
 
 
 @pytest.mark.parametrize("size", sorted(RECIPE))
