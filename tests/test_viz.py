@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
+import hydra
 import numpy as np
 import pytest
 import torch
@@ -57,7 +58,7 @@ def test_run_writes_curves_and_crop_grids(tmp_path, tiny_world, monkeypatch):
     draw = PosePictures.draw
 
     def spy(self, trainer, pl_module):  # keep the callback and trainer to look at them afterwards
-        seen.update(cb=self, trainer=trainer)
+        seen.update(cb=self, trainer=trainer, module=pl_module)
         return draw(self, trainer, pl_module)
 
     monkeypatch.setattr(PosePictures, "draw", spy)
@@ -100,6 +101,14 @@ def test_run_writes_curves_and_crop_grids(tmp_path, tiny_world, monkeypatch):
         assert changed.mean() > 0.01, "no skeleton drawn over the crops"
         assert _has_colour(grid, GT_COLOUR, 4) > 50  # ground truth in grey
         assert sum(_has_colour(grid, COLOURS[s], 4) for s in ("left", "right", "centre")) > 20  # prediction
+    # the drawn predictions are those validation scored (handed over by validation_step, not recomputed)
+    predictor = seen["module"].predictor
+    predictor.model.eval()
+    for name in names:
+        assert name in cb._preds[name], "validation_step's predictions were not kept"
+        crops = cb._crops[name]
+        again = predictor.predict(crops["image"], crops["center"], crops["scale"], [name], True)[name]
+        np.testing.assert_allclose(cb._preds[name][name], again.keypoints, rtol=1e-4, atol=1e-3)
     panel = _read(pics / "all_heads.png")
     assert panel.shape == (h * zoom, 2 * w * zoom + 2, 3)  # one crop, a panel per head
 
@@ -145,6 +154,33 @@ def test_only_rank_zero_records_and_writes(tmp_path):
         written = tmp_path / str(rank_zero) / "pictures" / "learning_curves.png"
         assert written.exists() == rank_zero
         assert cb.losses == ({"syn_a": [(3, 0.5)]} if rank_zero else {})
+
+
+def test_draws_without_predictions_from_validation_step(tmp_path, tiny_world):
+    """A module whose validation_step returns nothing: the callback runs the predictor on its crops itself."""
+    from multipose.inference import MixSpec, Predictor
+    from multipose.models.build import model_from_config
+    from multipose.models.model_config import model_config_from_hydra
+
+    cfg = _cfg(tmp_path, tiny_world, [])
+    dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
+    dm.prepare_data()
+    dm.setup("validate")
+    model = model_from_config(model_config_from_hydra(cfg, dm).to_dict()).eval()
+    predictor = Predictor(model, MixSpec.from_dict(dm.describe()), flip_test=True)
+    module = SimpleNamespace(predictor=predictor, val_metrics={"val/syn_coco/AP": 0.5})
+    trainer = _fake_trainer(tmp_path, True)
+    trainer.datamodule = dm
+    cb = PosePictures(num_crops=3)
+    cb.on_validation_epoch_start(trainer, module)
+    for d, loader in enumerate(dm.val_dataloader()):
+        cb.on_validation_batch_end(trainer, module, None, next(iter(loader)), 0, d)
+    assert cb._preds == {"syn_coco": {}, "syn_mpii": {}}
+    paths = cb.draw(trainer, module)
+    assert set(paths) == {"learning_curves", "val_syn_coco", "val_syn_mpii", "all_heads"}
+    assert cb.metrics == {"syn_coco": [(3, 0.5)]}
+    grid = _read(paths["val_syn_coco"])
+    assert sum(_has_colour(grid, COLOURS[s], 4) for s in ("left", "right", "centre")) > 20
 
 
 def test_state_dict_keeps_the_curves(tmp_path):

@@ -15,6 +15,11 @@ The same images go to TensorBoard (``add_image``) and W&B (``log_image``) when t
 of the curves is kept by the callback itself (and in its checkpoint state, so a resumed run keeps its curves):
 Lightning's CSV logger flushes ``metrics.csv`` only every ``flush_logs_every_n_steps`` and is not always on.
 
+The predictions drawn are the ones validation scored: ``validation_step`` returns its ``{head: HeadPrediction}``
+and the callback keeps those of the first crops (heads validation did not run on those crops, e.g. for the
+all-heads panel without cross-skeleton scoring, are run on that one crop only). With a module whose
+``validation_step`` returns nothing, the callback runs its ``predictor`` on the kept crops itself.
+
 Runs on global rank 0 only (no collective calls, so the other ranks never wait for it) and never stops a run: an
 error while drawing is logged and training goes on.
 """
@@ -99,7 +104,8 @@ class PosePictures(L.Callback):
         self._pending: list[
             tuple[int, str, torch.Tensor]
         ] = []  # loss tensors not yet read (no sync per step)
-        self._crops: dict[str, dict[str, torch.Tensor]] = {}
+        self._crops: dict[str, dict[str, torch.Tensor]] = {}  # this validation's first crops per dataset
+        self._preds: dict[str, dict[str, np.ndarray]] = {}  # their keypoints [n, K, 3] (image px) per head
         self._failed = False
 
     # ------------------------------------------------------------------ state (curves survive a resume)
@@ -127,6 +133,9 @@ class PosePictures(L.Callback):
         except Exception:  # noqa: BLE001 - pictures never stop a run
             self._report("recording the training loss")
 
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._crops, self._preds = {}, {}
+
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
     ) -> None:
@@ -139,14 +148,23 @@ class PosePictures(L.Callback):
             name = names[dataloader_idx]
             have = self._crops.get(name)
             n_have = 0 if have is None else int(have["image"].shape[0])
-            if n_have >= self.num_crops:
+            k = min(self.num_crops - n_have, int(batch["image"].shape[0]))
+            if k <= 0:
                 return
-            take = {
-                k: batch[k][: self.num_crops - n_have].detach().cpu().clone()
-                for k in _BATCH_KEYS
-                if k in batch
+            take = {key: batch[key][:k].detach().cpu().clone() for key in _BATCH_KEYS if key in batch}
+            preds = {
+                head: np.asarray(p.keypoints)[:k].copy()
+                for head, p in (outputs.items() if isinstance(outputs, dict) else ())
+                if hasattr(p, "keypoints")
             }
-            self._crops[name] = take if have is None else {k: torch.cat([have[k], take[k]]) for k in take}
+            if name not in preds:  # the module did not hand its predictions over: draw without reuse
+                preds = {}
+            if have is None:
+                self._crops[name], self._preds[name] = take, preds
+            else:
+                self._crops[name] = {key: torch.cat([have[key], take[key]]) for key in take}
+                old = self._preds.get(name, {})
+                self._preds[name] = {h: np.concatenate([old[h], v]) for h, v in preds.items() if h in old}
         except Exception:  # noqa: BLE001
             self._report("keeping the validation crops")
 
@@ -195,46 +213,65 @@ class PosePictures(L.Callback):
 
         return learning_curves(arrays(self.losses), arrays(self.metrics), primary, self.smoothing)
 
-    def _crop_grids(self, predictor: Any) -> dict[str, np.ndarray]:
+    def _predictions(
+        self, predictor: Any, name: str, heads: list[str], index: slice
+    ) -> dict[str, np.ndarray]:
+        """Keypoints ``[n, K, 3]`` in image pixels of ``heads`` on ``name``'s kept crops ``index``: those
+        validation computed, the others predicted now (on these crops only)."""
+        crops = self._crops[name]
+        kept = self._preds.get(name, {})
+        out = {h: kept[h][index] for h in heads if h in kept and kept[h].shape[0] == crops["image"].shape[0]}
+        missing = [h for h in heads if h not in out]
+        if missing:
+            images = crops["image"][index].to(_device(predictor.model))
+            center, scale = crops["center"][index], crops["scale"][index]
+            use_udp = predictor.mix.dataset(name).use_udp
+            ran = predictor.predict(images, center, scale, missing, use_udp)
+            out.update({h: p.keypoints for h, p in ran.items()})
+        return out
+
+    def _to_crop(self, mix: Any, name: str, points: np.ndarray, index: slice) -> np.ndarray:
+        """Image-pixel points ``[n, K, 2+]`` of ``name``'s kept crops -> input-crop pixels (extra columns kept)."""
         from multipose.data.geometry import get_warp_matrix, warp_points
 
+        crops = self._crops[name]
+        matrix = get_warp_matrix(
+            crops["center"][index].numpy(),
+            crops["scale"][index].numpy(),
+            crops["rotation"][index].numpy(),
+            mix.input_size,
+            mix.dataset(name).use_udp,
+        )
+        out = np.array(points, dtype=np.float32, copy=True)
+        out[..., :2] = warp_points(out[..., :2], matrix)
+        return out
+
+    def _crop_grids(self, predictor: Any) -> dict[str, np.ndarray]:
         mix = predictor.mix
         out = {}
+        zoom = self._zoom(mix.input_size)
         for name, crops in self._crops.items():
             if name not in mix.names:
                 continue
-            skeleton, codec = mix.skeletons[name], mix.codecs[name]
-            spec = mix.dataset(name)
-            images = crops["image"].to(_device(predictor.model))
-            heat = predictor.heatmaps(images, [name])[name]
-            coords, scores = codec.decode(heat.float().cpu())
-            pred = np.concatenate([np.asarray(coords), np.asarray(scores)[..., None]], -1)
+            every = slice(None)
+            skeleton = mix.skeletons[name]
             k = skeleton.num_keypoints
-            gt = crops["keypoints"][:, :k].numpy().copy()
-            matrix = get_warp_matrix(
-                crops["center"].numpy(),
-                crops["scale"].numpy(),
-                crops["rotation"].numpy(),
-                mix.input_size,
-                spec.use_udp,
-            )
-            gt[..., :2] = warp_points(gt[..., :2], matrix)
-            zoom = self._zoom(mix.input_size)
+            pred = self._to_crop(mix, name, self._predictions(predictor, name, [name], every)[name], every)
+            gt = self._to_crop(mix, name, crops["keypoints"][:, :k].numpy(), every)
             tiles = [
                 pose_tile(unnormalise(crops["image"][i]), skeleton, pred[i], gt[i], name, zoom)
-                for i in range(images.shape[0])
+                for i in range(crops["image"].shape[0])
             ]
             out[f"val_{name}"] = tile_grid(tiles, self.cols or min(4, len(tiles)))
         return out
 
     def _all_heads(self, trainer: L.Trainer, predictor: Any) -> np.ndarray | None:
         """One crop with every head's prediction (a panel per head) over that skeleton's hidden ground truth."""
-        from multipose.data.geometry import get_warp_matrix, warp_points
-
         dm = getattr(trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "val_instances"):
             return None
         mix = predictor.mix
+        zoom = self._zoom(mix.input_size)
         for name, crops in self._crops.items():
             if name not in mix.names:
                 continue
@@ -243,27 +280,16 @@ class PosePictures(L.Callback):
                 record = by_id.get((int(crops["image_id"][i]), int(crops["ann_id"][i])))
                 if record is None or not record.extra_gt:
                     continue
-                image = crops["image"][i : i + 1].to(_device(predictor.model))
-                heads = mix.names
-                maps = predictor.heatmaps(image, heads)
-                matrix = get_warp_matrix(
-                    crops["center"][i].numpy(),
-                    crops["scale"][i].numpy(),
-                    float(crops["rotation"][i]),
-                    mix.input_size,
-                    mix.dataset(name).use_udp,
-                )
+                one = slice(i, i + 1)
+                preds = self._predictions(predictor, name, mix.names, one)
                 crop = unnormalise(crops["image"][i])
-                zoom = self._zoom(mix.input_size)
                 tiles = []
-                for head in heads:
-                    coords, scores = mix.codecs[head].decode(maps[head].float().cpu())
-                    pred = np.concatenate([np.asarray(coords[0]), np.asarray(scores[0])[:, None]], -1)
+                for head in mix.names:
+                    pred = self._to_crop(mix, name, preds[head], one)[0]
                     hidden = record.extra_gt.get(mix.dataset(head).skeleton)
-                    gt = None
-                    if hidden is not None:
-                        gt = np.asarray(hidden, np.float32).copy()
-                        gt[:, :2] = warp_points(gt[:, :2], matrix)
+                    gt = (
+                        None if hidden is None else self._to_crop(mix, name, np.asarray(hidden)[None], one)[0]
+                    )
                     tiles.append(pose_tile(crop, mix.skeletons[head], pred, gt, f"{head} head", zoom))
                 return tile_grid(tiles, self.cols or min(5, len(tiles)))
         return None

@@ -105,6 +105,8 @@ def line_chart(
         ylo, yhi = float(ys_all.min()), float(ys_all.max())
     if xhi <= xlo:
         xlo, xhi = xlo - 1.0, xhi + 1.0
+    xpad = 0.02 * (xhi - xlo)  # end points (dots) stay inside the axes
+    xlo, xhi = xlo - xpad, xhi + xpad
     if yhi <= ylo:
         pad = abs(ylo) * 0.1 or 0.5
         ylo, yhi = ylo - pad, yhi + pad
