@@ -71,7 +71,10 @@ def test_run_writes_curves_and_crop_grids(tmp_path, tiny_world, monkeypatch):
     )
 
     # learning curves: both datasets' losses recorded per logged step, one metric point per validation
-    assert set(cb.losses) == set(names) and all(len(v) >= 2 for v in cb.losses.values())
+    steps = seen["trainer"].global_step  # the smoke run logs every step
+    assert set(cb.losses) == set(names)
+    assert all([p[0] for p in v] == list(range(1, steps + 1)) for v in cb.losses.values())
+    assert all(len({p[1] for p in v}) == steps for v in cb.losses.values())  # fresh values, not one repeated
     assert set(cb.metrics) == set(names)
     assert all(len(v) >= 2 for v in cb.metrics.values())  # a validation per epoch
     curves = _read(pics / "learning_curves.png")
@@ -181,6 +184,19 @@ def test_draws_without_predictions_from_validation_step(tmp_path, tiny_world):
     assert cb.metrics == {"syn_coco": [(3, 0.5)]}
     grid = _read(paths["val_syn_coco"])
     assert sum(_has_colour(grid, COLOURS[s], 4) for s in ("left", "right", "centre")) > 20
+
+
+def test_a_loss_not_logged_again_is_not_recorded_again(tmp_path):
+    cb = PosePictures()
+    trainer = _fake_trainer(tmp_path, True)
+    cb.on_train_batch_end(trainer, None, None, {}, 0)
+    trainer.global_step = 4  # syn_a had no samples in this batch: Lightning keeps its last value object
+    cb.on_train_batch_end(trainer, None, None, {}, 0)
+    trainer.global_step = 5
+    trainer.callback_metrics = {"train/syn_a/loss": torch.tensor(0.25)}
+    cb.on_train_batch_end(trainer, None, None, {}, 0)
+    cb._flush()
+    assert cb.losses == {"syn_a": [(3, 0.5), (5, 0.25)]}
 
 
 def test_state_dict_keeps_the_curves(tmp_path):

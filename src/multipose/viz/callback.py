@@ -101,9 +101,9 @@ class PosePictures(L.Callback):
         self.all_heads = bool(all_heads)
         self.losses: dict[str, list[tuple[int, float]]] = {}
         self.metrics: dict[str, list[tuple[int, float]]] = {}
-        self._pending: list[
-            tuple[int, str, torch.Tensor]
-        ] = []  # loss tensors not yet read (no sync per step)
+        # loss tensors recorded but not yet read (one device sync per validation, not one per step)
+        self._pending: list[tuple[int, str, torch.Tensor]] = []
+        self._seen: dict[str, Any] = {}  # the last recorded tensor per key
         self._crops: dict[str, dict[str, torch.Tensor]] = {}  # this validation's first crops per dataset
         self._preds: dict[str, dict[str, np.ndarray]] = {}  # their keypoints [n, K, 3] (image px) per head
         self._failed = False
@@ -128,8 +128,15 @@ class PosePictures(L.Callback):
         try:
             for key, value in trainer.callback_metrics.items():
                 parts = key.split("/")
-                if len(parts) == 3 and parts[0] == "train" and parts[2] == "loss":
-                    self._pending.append((step, parts[1], torch.as_tensor(value).detach()))
+                # a dataset absent from this batch keeps its last value (the same tensor object): skip it
+                if (
+                    len(parts) == 3
+                    and parts[0] == "train"
+                    and parts[2] == "loss"
+                    and value is not self._seen.get(key)
+                ):
+                    self._seen[key] = value
+                    self._pending.append((step, parts[1], torch.as_tensor(value).detach().clone()))
         except Exception:  # noqa: BLE001 - pictures never stop a run
             self._report("recording the training loss")
 
