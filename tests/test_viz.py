@@ -199,6 +199,19 @@ def test_a_loss_not_logged_again_is_not_recorded_again(tmp_path):
     assert cb.losses == {"syn_a": [(3, 0.5), (5, 0.25)]}
 
 
+def test_losses_follow_the_logging_steps_and_reach_the_validation(tmp_path):
+    cb = PosePictures()
+    trainer = _fake_trainer(tmp_path, True)
+    trainer.log_every_n_steps = 10
+    module = SimpleNamespace(predictor=None, val_metrics={})
+    for step in (1, 2, 3, 10, 13):
+        trainer.global_step = step
+        trainer.callback_metrics = {"train/syn_a/loss": torch.tensor(float(step))}
+        cb.on_train_batch_end(trainer, module, None, {}, 0)
+    cb.on_validation_end(trainer, module)  # validation after step 13: its loss is drawn too
+    assert [p[0] for p in cb.losses["syn_a"]] == [1, 10, 13]
+
+
 def test_state_dict_keeps_the_curves(tmp_path):
     cb = PosePictures()
     trainer = _fake_trainer(tmp_path, True)

@@ -123,22 +123,26 @@ class PosePictures(L.Callback):
             return
         step = int(trainer.global_step)
         every = max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1))
-        if step % every:
+        if step % every and step != 1:  # the logging steps, and the first one so that a curve starts at 1
             return
         try:
-            for key, value in trainer.callback_metrics.items():
-                parts = key.split("/")
-                # a dataset absent from this batch keeps its last value (the same tensor object): skip it
-                if (
-                    len(parts) == 3
-                    and parts[0] == "train"
-                    and parts[2] == "loss"
-                    and value is not self._seen.get(key)
-                ):
-                    self._seen[key] = value
-                    self._pending.append((step, parts[1], torch.as_tensor(value).detach().clone()))
+            self._record_losses(trainer)
         except Exception:  # noqa: BLE001 - pictures never stop a run
             self._report("recording the training loss")
+
+    def _record_losses(self, trainer: L.Trainer) -> None:
+        step = int(trainer.global_step)
+        for key, value in trainer.callback_metrics.items():
+            parts = key.split("/")
+            # a dataset absent from this batch keeps its last value (the same tensor object): skip it
+            if (
+                len(parts) == 3
+                and parts[0] == "train"
+                and parts[2] == "loss"
+                and value is not self._seen.get(key)
+            ):
+                self._seen[key] = value
+                self._pending.append((step, parts[1], torch.as_tensor(value).detach().clone()))
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._crops, self._preds = {}, {}
@@ -189,6 +193,7 @@ class PosePictures(L.Callback):
         start = time.perf_counter()
         out_dir = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "pictures"
         step = int(trainer.global_step)
+        self._record_losses(trainer)  # the last training step before this validation, if not logged yet
         self._flush()
         predictor = getattr(pl_module, "predictor", None)
         mix = getattr(predictor, "mix", None)
