@@ -297,6 +297,7 @@ def test_ddp_frozen_backbone_stage_two_processes(tmp_path, tiny_world):
         *SMOKE,
         "trainer=ddp_cpu",
         "trainer.max_epochs=1",
+        "model.head_bn=batch",  # every head on the whole per-rank batch (the ViTPose++ setting)
         "+stage=mdpn_head_ft",
         "stage.stages.1.start_epoch=0",
         *_probe(probe),

@@ -207,12 +207,13 @@ class PoseLitModule(L.LightningModule):
 
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
+    ) -> dict[str, Any]:
         name = self.predictor.mix.names[dataloader_idx]
         preds = self.predictor.predict_batch(batch, name, self.evaluation.heads_for(name))
         voting = self.eval_cfg.get("voting", "none")
         voted = None if voting == "none" else self.predictor.vote(preds, name, voting, batch)
         self.evaluation.update(name, batch, {h: p.keypoints for h, p in preds.items()}, voted=voted)
+        return preds  # {head: HeadPrediction}: callbacks (multipose.viz.PosePictures) draw what was scored
 
     def on_validation_epoch_end(self) -> None:
         if self.evaluation is None:
