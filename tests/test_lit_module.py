@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from multipose.lit_module import PoseLitModule, cross_head_losses_active, resolve_heads_on
+from multipose.lit_module import PoseLitModule
 from multipose.losses import keypoint_mse
+from multipose.models.head_options import cross_head_losses_active, resolve_heads_on
 
 HEADS = {"syn_coco": ("coco", 17), "syn_mpii": ("mpii", 16), "syn_ap10k": ("ap10k", 17)}
 

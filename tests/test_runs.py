@@ -461,6 +461,8 @@ def test_every_experiment_composes_with_every_callbacks_and_logger_option(tmp_pa
             assert "ModelCheckpoint" not in names  # Lightning's implicit logger-folder checkpoint
             if cfg.trainer.get("enable_progress_bar", True) is False:
                 assert trainer.progress_bar_callback is None
+            if "ModelSize" in names:  # its one line replaces Lightning's summary table ("Total FLOPs: 0")
+                assert not any("ModelSummary" in n for n in names), (experiment, callbacks, logger)
 
 
 # ----------------------------------------------------------------------------------------------- point 9

@@ -222,7 +222,7 @@ def test_vote_picks_heatmaps_for_shared_codecs_and_coordinates_otherwise():
 
 # ------------------------------------------------------------------------------------ wired into validation
 @pytest.mark.parametrize("method", ["fill", "average"])
-def test_validation_scores_voted_keypoints_next_to_the_heads_own(tiny_world, method):
+def test_validation_scores_voted_keypoints_next_to_the_heads_own(tiny_world, tmp_path, method):
     """``evaluation.voting`` adds ``val/<ds>/vote/<metric>`` beside the head's own metrics; ``fill`` keeps every
     joint the dataset's own head has, so its scores equal the head's own exactly; ``val/score`` never uses the
     voted numbers."""

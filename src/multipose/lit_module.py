@@ -22,44 +22,14 @@ from typing import Any
 import lightning as L
 import torch
 
+from multipose.bridges.voting import METHODS as VOTING_METHODS
 from multipose.evaluation.mix import PRIMARY_METRIC
 from multipose.losses import keypoint_mse
 from multipose.models.build import model_from_config
-from multipose.models.pose_model import HEAD_BN, HEADS_ON, HeadOutputs
+from multipose.models.head_options import HeadOptions
+from multipose.models.pose_model import HeadOutputs
 
 log = logging.getLogger(__name__)
-
-#: loss groups whose weights compare heads with each other (``loss.<method>.*``); any weight > 0 needs every head
-#: on every sample (``model.heads_on=all``)
-CROSS_HEAD_METHODS = ("acae", "posebh")
-
-
-#: ``evaluation.voting``: MDPN multi-branch voting at test time
-VOTING = ("none", "fill", "average")
-
-
-def cross_head_losses_active(loss: Mapping[str, Any]) -> bool:
-    """True when any numeric weight under ``loss.<method>`` (a method of :data:`CROSS_HEAD_METHODS`) is > 0."""
-
-    def positive(node: Any) -> bool:
-        if isinstance(node, Mapping):
-            return any(positive(v) for v in node.values())
-        return isinstance(node, (int, float)) and not isinstance(node, bool) and node > 0
-
-    return any(positive(loss.get(m) or {}) for m in CROSS_HEAD_METHODS)
-
-
-def resolve_heads_on(heads_on: str, loss: Mapping[str, Any]) -> str:
-    """``model.heads_on``, switched to ``all`` when a cross-head loss is on."""
-    if heads_on not in HEADS_ON:
-        raise ValueError(f"model.heads_on must be one of {HEADS_ON}, got {heads_on!r}")
-    if heads_on == "own" and cross_head_losses_active(loss):
-        log.info(
-            "model.heads_on=all: a cross-head loss weight under loss.{%s} is > 0",
-            ",".join(CROSS_HEAD_METHODS),
-        )
-        return "all"
-    return heads_on
 
 
 class PoseLitModule(L.LightningModule):
@@ -107,20 +77,13 @@ class PoseLitModule(L.LightningModule):
         if reduction not in ("batch_share", "per_dataset"):
             raise ValueError(f"loss.reduction must be 'batch_share' or 'per_dataset', got {reduction!r}")
         self.loss_reduction = reduction
-        opts = dict(model or {})
-        self.heads_on = resolve_heads_on(str(opts.get("heads_on", "own")), self.loss_cfg)
-        self.head_bn = str(opts.get("head_bn", "own"))
-        if self.head_bn not in HEAD_BN:
-            raise ValueError(f"model.head_bn must be one of {HEAD_BN}, got {self.head_bn!r}")
-        self.sync_bn = bool(opts.get("sync_bn", False))
-        if self.sync_bn and self.head_bn != "batch":
-            raise ValueError(
-                "model.sync_bn=true needs model.head_bn=batch: with head_bn=own a rank without samples of a "
-                "dataset would skip that head and the BatchNorm all-reduce would hang"
-            )
+        opts = HeadOptions.from_config(model, self.loss_cfg)
+        self.heads_on, self.head_bn, self.sync_bn = opts.heads_on, opts.head_bn, opts.sync_bn
         voting = self.eval_cfg.get("voting", "none")
-        if voting not in VOTING:
-            raise ValueError(f"evaluation.voting must be one of {VOTING}, got {voting!r}")
+        if voting not in ("none", *VOTING_METHODS):
+            raise ValueError(
+                f"evaluation.voting must be one of none, {', '.join(VOTING_METHODS)}; got {voting!r}"
+            )
         self.mix = dict(mix) if mix is not None else None
         self.losses_on: frozenset[str] | None = None
         self.val_metrics: dict[str, float] = {}

@@ -140,6 +140,7 @@ def build_trainer(cfg: DictConfig):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from multipose.training import build_stage_callback
+    from multipose.utils.callbacks import ModelSize
 
     callbacks = instantiate_callbacks(cfg.get("callbacks"), cfg.trainer)
     if (stages := build_stage_callback(cfg)) is not None:  # +stage=<name>: freeze / thaw per epoch
@@ -148,6 +149,8 @@ def build_trainer(cfg: DictConfig):
     extra: dict[str, Any] = {}
     if "enable_checkpointing" not in cfg.trainer:
         extra["enable_checkpointing"] = any(isinstance(cb, ModelCheckpoint) for cb in callbacks)
+    if "enable_model_summary" not in cfg.trainer and any(isinstance(cb, ModelSize) for cb in callbacks):
+        extra["enable_model_summary"] = False  # ModelSize's one line replaces Lightning's table (FLOPs 0)
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     log.info(
         "callbacks: %s; loggers: %s",
