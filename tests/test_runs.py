@@ -522,3 +522,22 @@ except ConfigError:
         [sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120
     )
     assert "torch imported: False lightning imported: False" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+
+
+def test_images_skipped_under_on_bad_image_skip_are_listed_in_metrics_json(tmp_path, tiny_world):
+    """``data.on_bad_image=skip`` never drops data silently: the count and the files are in metrics.json."""
+    import json
+    import shutil
+
+    from multipose.train import train
+
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world)
+    victim = sorted((world / "syn_coco" / "images" / "val").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:200])  # a truncated JPEG
+    cfg = _cfg(tmp_path, world, [*SMOKE, "trainer.max_epochs=1", "data.on_bad_image=skip"])
+    train(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["data/skipped_images"] == 1.0
+    assert len(metrics["data/skipped_image_files"]) == 1 and victim.name in metrics["data/skipped_image_files"][0]
+    assert isinstance(metrics["val/syn_coco/AP"], float)

@@ -82,7 +82,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         from multipose.train import primary_metrics
 
-        path = write_metrics(cfg.paths.output_dir, metrics)
+        path = write_metrics(cfg.paths.output_dir, metrics, datamodule.skipped_images_metrics())
         print_summary(metrics, primary_metrics(cfg.data), path)
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics

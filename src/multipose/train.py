@@ -127,7 +127,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         for key, value in flat_metrics(trainer.callback_metrics).items():
             if key.startswith("train/"):
                 metrics.setdefault(key, value)
-        path = write_metrics(output_dir, metrics)
+        path = write_metrics(output_dir, metrics, datamodule.skipped_images_metrics())
         print_summary(metrics, primary_metrics(cfg.data), path)
         log.info("Run directory: %s", output_dir)
     return flat_metrics(metrics)

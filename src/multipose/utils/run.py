@@ -187,9 +187,15 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return dict(sorted(out.items()))
 
 
-def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
-    """Write ``metrics.json`` (flat ``<split>/<dataset>/<metric>`` keys) into the run directory."""
-    return write_json_atomic(Path(output_dir) / "metrics.json", flat_metrics(metrics))
+def write_metrics(
+    output_dir: str | Path, metrics: Mapping[str, Any], notes: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``metrics.json`` (flat ``<split>/<dataset>/<metric>`` keys, float values) into the run directory.
+    ``notes`` are added as they are (JSON values under ``data/...`` keys, e.g. the images left out under
+    ``data.on_bad_image=skip``: ``data/skipped_images`` (count) and ``data/skipped_image_files`` (a list))."""
+    out: dict[str, Any] = dict(flat_metrics(metrics))
+    out.update(dict(notes or {}))
+    return write_json_atomic(Path(output_dir) / "metrics.json", dict(sorted(out.items())))
 
 
 def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
