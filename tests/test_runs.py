@@ -539,5 +539,8 @@ def test_images_skipped_under_on_bad_image_skip_are_listed_in_metrics_json(tmp_p
     train(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["data/skipped_images"] == 1.0
-    assert len(metrics["data/skipped_image_files"]) == 1 and victim.name in metrics["data/skipped_image_files"][0]
+    assert (
+        len(metrics["data/skipped_image_files"]) == 1
+        and victim.name in metrics["data/skipped_image_files"][0]
+    )
     assert isinstance(metrics["val/syn_coco/AP"], float)
