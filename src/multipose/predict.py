@@ -189,7 +189,8 @@ def predict(
     from multipose.data.transforms import TopDownTransform
     from multipose.evaluation.base import skeleton_sigmas
     from multipose.evaluation.coco import results_to_coco, write_results
-    from multipose.inference import Predictor, select_instances
+    from multipose.evaluation.nms import select_poses
+    from multipose.inference import Predictor
 
     source, out = Path(source), Path(out)
     model, spec, opts = load_for_inference(ckpt, device)
@@ -210,7 +211,7 @@ def predict(
         for udp, hs in groups.items()
     }
     found: dict[str, list[np.ndarray]] = {h: [] for h in heads}
-    meta: list[tuple[int, float, float]] = []  # (image id, box score, area) per crop, in order
+    meta: list[tuple[int, float, float]] = []  # (image id, box score, OKS-NMS area) per crop, in order
     drawn: dict[int, Frame] = {}
 
     def run(crops: dict[bool, list[dict]]) -> None:
@@ -253,7 +254,9 @@ def predict(
             )
             for udp, transform in transforms.items():
                 pending[udp].append(transform(image, inst, None))
-            meta.append((frame.image_id, det["score"], det["area"]))
+            # OKS-NMS area = prod(scale) of the padded, aspect-fixed box (as mmpose and validation)
+            scale = np.asarray(pending[udp][-1]["scale"], np.float64)
+            meta.append((frame.image_id, det["score"], float(scale[0] * scale[1])))
             if len(pending[next(iter(groups))]) >= batch_size:
                 run(pending)
                 pending = {udp: [] for udp in groups}
@@ -270,7 +273,7 @@ def predict(
     for h in heads:
         skel = spec.skeletons[h]
         kpts = np.concatenate(found[h]) if found[h] else np.zeros((0, skel.num_keypoints, 3), np.float32)
-        kept, scores = select_instances(
+        kept, scores = select_poses(
             kpts,
             box_scores,
             areas,
@@ -278,6 +281,7 @@ def predict(
             skeleton_sigmas(skel),
             opts.get("vis_thr", 0.2),
             opts.get("oks_nms_thr", 0.9),
+            soft=bool(opts.get("soft_nms", False)),
         )
         label = skel.name if skeleton_names.count(skel.name) == 1 else f"{skel.name}_{h}"
         results = results_to_coco(ids[kept], kpts[kept], scores[kept]) if kept.size else []

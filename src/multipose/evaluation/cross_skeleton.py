@@ -28,7 +28,7 @@ import numpy as np
 
 from .base import BaseEvaluator, skeleton_sigmas
 from .coco import build_coco_gt, evaluate_keypoints, results_to_coco, write_results
-from .nms import keypoint_oks, oks_nms_per_image, rescore
+from .nms import keypoint_oks, select_poses
 from .pck import bbox_pck
 
 __all__ = ["CrossSkeletonEvaluator"]
@@ -133,11 +133,17 @@ class CrossSkeletonEvaluator(BaseEvaluator):
         preds = st["preds"].astype(np.float64)
         insts = [self._with_gt[int(a)] for a in st["ann_ids"]]
 
-        scores = rescore(preds[..., 2], st["bbox_scores"], self.vis_thr) if len(preds) else np.zeros(0)
-        sel = np.arange(len(preds))
-        if self.use_nms and len(preds):
-            areas = np.array([float(i.area) for i in insts])
-            sel = oks_nms_per_image(preds, scores, areas, st["image_ids"], self.sigmas, self.nms_thr)
+        areas = np.array([float(i.area) for i in insts])
+        sel, scores = select_poses(
+            preds,
+            st["bbox_scores"],
+            areas,
+            st["image_ids"],
+            self.sigmas,
+            self.vis_thr,
+            self.nms_thr,
+            use_nms=self.use_nms,
+        )
         results = results_to_coco(st["image_ids"][sel], preds[sel], scores[sel])
         if out_dir is not None:
             path = write_results(

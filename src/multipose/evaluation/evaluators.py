@@ -37,7 +37,7 @@ import numpy as np
 from .base import _STATE_KEYS, BaseEvaluator, _to_numpy, skeleton_sigmas  # noqa: F401
 from .coco import build_coco_gt, evaluate_keypoints, results_to_coco, write_results
 from .cross_skeleton import CrossSkeletonEvaluator
-from .nms import oks_nms_per_image, rescore
+from .nms import select_poses
 from .pck import auc, bbox_pck, epe, nme, pckh, torso_sizes
 from .protocols import protocol_defaults, resolve_parts
 
@@ -159,25 +159,16 @@ class CocoEvaluator(BaseEvaluator):
         preds, image_ids = st["preds"].astype(np.float64), st["image_ids"]
         if preds.shape[0] == 0:
             return preds, np.zeros(0), image_ids
-        scores = (
-            rescore(preds[..., 2], st["bbox_scores"], self.vis_thr)
-            if self.use_rescore
-            else st["bbox_scores"].astype(np.float64)
-        )
-        if not self.use_nms:
-            return preds, scores, image_ids
-        areas = st["areas"].astype(np.float64)
-        unknown = ~np.isfinite(areas)
-        if unknown.any():
-            extent = preds[..., :2].max(1) - preds[..., :2].min(1)
-            areas = np.where(unknown, extent[:, 0] * extent[:, 1], areas)
-        kept = oks_nms_per_image(
+        kept, scores = select_poses(
             preds,
-            scores,
-            areas,
+            st["bbox_scores"],
+            st["areas"],
             image_ids,
             self.sigmas,
+            self.vis_thr,
             self.nms_thr,
+            use_rescore=self.use_rescore,
+            use_nms=self.use_nms,
             soft=self.soft_nms,
             max_dets=self.nms_max_dets,
         )

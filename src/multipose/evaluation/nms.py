@@ -267,3 +267,41 @@ def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, vis_thr: float 
     count = above.sum(1)
     mean = np.where(count > 0, np.where(above, ks, 0.0).sum(1) / np.maximum(count, 1), 0.0)
     return bs * mean
+
+
+def select_poses(
+    keypoints: np.ndarray,
+    bbox_scores: np.ndarray,
+    areas: np.ndarray,
+    image_ids: np.ndarray,
+    sigmas: np.ndarray,
+    vis_thr: float = 0.2,
+    nms_thr: float = 0.9,
+    use_rescore: bool = True,
+    use_nms: bool = True,
+    soft: bool = False,
+    max_dets: int = 20,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The COCO top-down protocol's pose selection, shared by the evaluators and ``multipose.predict``:
+    instance score = box score x mean keypoint score above ``vis_thr`` (:func:`rescore`; the box score alone with
+    ``use_rescore=False``), then per-image (soft) OKS-NMS at ``nms_thr``. ``areas`` are the OKS scales of the
+    poses (mmpose: ``prod(scale)`` of the padded box); a non-finite area falls back to the extent of the pose.
+
+    Returns ``(kept indices, instance scores of all poses)``.
+    """
+    keypoints = np.asarray(keypoints, np.float64)
+    bbox_scores = np.asarray(bbox_scores, np.float64)
+    if keypoints.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    scores = rescore(keypoints[..., 2], bbox_scores, vis_thr) if use_rescore else bbox_scores.copy()
+    if not use_nms:
+        return np.arange(keypoints.shape[0], dtype=np.int64), scores
+    areas = np.asarray(areas, np.float64)
+    unknown = ~np.isfinite(areas)
+    if unknown.any():
+        extent = keypoints[..., :2].max(1) - keypoints[..., :2].min(1)
+        areas = np.where(unknown, extent[:, 0] * extent[:, 1], areas)
+    kept = oks_nms_per_image(
+        keypoints, scores, areas, np.asarray(image_ids), sigmas, nms_thr, soft=soft, max_dets=max_dets
+    )
+    return np.asarray(kept, np.int64), scores

@@ -1,6 +1,6 @@
 """Inference: the mix description, the one top-down predictor and drawing."""
 
-from .predictor import HeadPrediction, Predictor, select_instances
+from .predictor import HeadPrediction, Predictor
 from .spec import DatasetSpec, MixSpec
 
-__all__ = ["DatasetSpec", "HeadPrediction", "MixSpec", "Predictor", "select_instances"]
+__all__ = ["DatasetSpec", "HeadPrediction", "MixSpec", "Predictor"]

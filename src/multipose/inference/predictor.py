@@ -21,7 +21,7 @@ from torch import Tensor
 
 from multipose.inference.spec import MixSpec
 
-__all__ = ["HeadPrediction", "Predictor", "select_instances"]
+__all__ = ["HeadPrediction", "Predictor"]
 
 
 @dataclass
@@ -122,32 +122,6 @@ class Predictor:
             method,
             decode=lambda hm: self.decode(hm, target, batch["center"], batch["scale"], use_udp),
         )
-
-
-def select_instances(
-    keypoints: np.ndarray,
-    bbox_scores: np.ndarray,
-    areas: np.ndarray,
-    image_ids: np.ndarray,
-    sigmas: np.ndarray,
-    vis_thr: float = 0.2,
-    oks_nms_thr: float = 0.9,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The COCO top-down protocol's instance selection: score = box score x mean keypoint score above
-    ``vis_thr`` (:func:`~multipose.evaluation.nms.rescore`), then per-image OKS-NMS at ``oks_nms_thr``.
-
-    Returns ``(kept indices, instance scores of all poses)``.
-    """
-    from multipose.evaluation.nms import oks_nms_per_image, rescore
-
-    keypoints = np.asarray(keypoints, np.float64)
-    if keypoints.shape[0] == 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    scores = rescore(keypoints[..., 2], np.asarray(bbox_scores, np.float64), vis_thr)
-    kept = oks_nms_per_image(
-        keypoints, scores, np.asarray(areas, np.float64), np.asarray(image_ids), sigmas, oks_nms_thr
-    )
-    return np.asarray(kept, np.int64), scores
 
 
 def _numpy(x: Any) -> np.ndarray:
