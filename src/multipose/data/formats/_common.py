@@ -160,3 +160,24 @@ def check_images_exist(paths: Iterable[str], file: str | Path, img_dir: str | Pa
             f"'{img_dir}' (e.g. {shown}); fix img_dir in the data config, or set data.on_bad_image=skip to "
             "leave their annotations out (listed in the log and metrics.json)"
         )
+
+
+def finish_read(
+    instances: list,
+    images: dict,
+    ann_file: str | Path,
+    img_dir: str | Path,
+    *,
+    check_images: bool,
+    return_images: bool | str,
+):
+    """The common end of a reader whose ``images`` are ``{image_id: ImageRecord}``: check that the instances'
+    image files exist (``check_images``), then return ``instances`` alone, with the image records
+    (``return_images="records"``) or with ``{image_id: path}`` (``return_images=True``)."""
+    if check_images:
+        check_images_exist({inst.image_path for inst in instances}, ann_file, img_dir)
+    if return_images == "records":
+        return instances, images
+    if return_images:
+        return instances, {i: v.path for i, v in images.items()}
+    return instances

@@ -62,6 +62,7 @@ from ._common import (
     check_images_exist,
     check_policy,
     clip_box,
+    finish_read,
     load_json,
     logger,
     require,
@@ -353,10 +354,6 @@ def read_coco(
             len(anns),
             ann_file,
         )
-    if check_images:
-        check_images_exist({inst.image_path for inst in instances}, ann_file, img_dir)
-    if return_images == "records":
-        return instances, images
-    if return_images:
-        return instances, {i: v.path for i, v in images.items()}
-    return instances
+    return finish_read(
+        instances, images, ann_file, img_dir, check_images=check_images, return_images=return_images
+    )

@@ -36,7 +36,7 @@ import numpy as np
 
 from ...skeletons import Skeleton, get_skeleton
 from ..records import DatasetFormatError, ImageRecord, Instance
-from ._common import as_float_array, as_int, check_images_exist, load_json, logger, require, where
+from ._common import as_float_array, as_int, finish_read, load_json, logger, require, where
 from .coco import _parse_images
 
 __all__ = ["HAND_JOINTS", "MIN_VALID_JOINTS", "companion_files", "project_world_to_pixels", "read_interhand"]
@@ -194,10 +194,6 @@ def read_interhand(
         n_hands_dropped,
         MIN_VALID_JOINTS,
     )
-    if check_images:
-        check_images_exist({inst.image_path for inst in instances}, ann_file, img_dir)
-    if return_images == "records":
-        return instances, images
-    if return_images:
-        return instances, {i: v.path for i, v in images.items()}
-    return instances
+    return finish_read(
+        instances, images, ann_file, img_dir, check_images=check_images, return_images=return_images
+    )
