@@ -23,7 +23,8 @@ def checkpoint_model_config(path: str | Path, field: str | None = "ckpt_path") -
     without running pickled code."""
     from multipose.models.checkpoints import read_checkpoint
 
-    obj = read_checkpoint(path, field=field)  # errors name the option: "ckpt_path=<file>: ..."
+    # tensors memory-mapped, not read: only the stored config is needed here (errors name the option)
+    obj = read_checkpoint(path, field=field, mmap=True)
     config = (obj.get("hyper_parameters") or {}).get("model_config") or obj.get("model_config")
     if not isinstance(config, Mapping) or "heads" not in config:
         raise CheckpointMismatch(
