@@ -28,6 +28,7 @@ from multipose.losses import keypoint_mse
 from multipose.models.build import model_from_config
 from multipose.models.head_options import HeadOptions
 from multipose.models.pose_model import HeadOutputs
+from multipose.training.stages import loss_enabled
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,6 @@ class PoseLitModule(L.LightningModule):
     def loss_on(self, term: str, dataset: str | None = None) -> bool:
         """Whether loss ``term`` (of ``dataset``) counts in the current stage (``term`` or ``term.<dataset>`` in
         ``losses_on``; everything when no stage restricts it)."""
-        from multipose.training.stages import loss_enabled
-
         return loss_enabled(self.losses_on, term, dataset)
 
     def supervised_loss(

@@ -39,6 +39,7 @@ from multipose.models.heads import (
     recording_bn_statistics,
     upsample_for_stride,
 )
+from multipose.models.parts import parts_of
 from multipose.models.registry import build_backbone
 from multipose.models.vit import ViTPoseBackbone
 
@@ -208,10 +209,7 @@ class PoseModel(nn.Module):
     # ----------------------------------------------------------- training
     def is_frozen(self, part: str) -> bool:
         """Whether ``part`` (``backbone``, ``experts``, ``heads`` or ``heads.<name>``) is frozen."""
-        frozen = self.frozen_parts
-        if part.startswith("heads."):
-            return "heads" in frozen or part in frozen
-        return part in frozen
+        return any(p in self.frozen_parts for p in parts_of(part))  # "heads.a" is frozen by "heads" too
 
     def _backbone_context(self) -> contextlib.AbstractContextManager:
         routed = getattr(self.backbone, "routed", False)
