@@ -85,6 +85,8 @@ def test_eval_config_composes():
         ("trainer.precision=8", "trainer.precision"),
         ("+loss.dataset_weights.no_such_set=2.0", "loss.dataset_weights"),
         ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path"),
+        ("+loss.acae.consistency=0.1", "the acae bridge is off"),
+        ("+bridge.no_such_method={}", "bridge.no_such_method"),
     ],
 )
 def test_validation_names_the_option(override, message):

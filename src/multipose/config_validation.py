@@ -170,6 +170,7 @@ def validate_train_config(cfg: DictConfig, check_files: bool = True) -> None:
             raise ConfigError(
                 f"loss.dataset_weights.{name}: no dataset {name!r} in the mix; datasets are {list(cfg.data.datasets)}"
             )
+    _check_bridges(cfg)
     if str(cfg.trainer.get("precision", "32")) not in PRECISIONS:
         raise ConfigError(
             f"trainer.precision={cfg.trainer.precision!r} is unknown; choose one of {list(PRECISIONS)}"
@@ -182,3 +183,20 @@ def validate_train_config(cfg: DictConfig, check_files: bool = True) -> None:
         raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not exist; give a Lightning .ckpt to resume from")
     if cfg.get("init_from") and not Path(str(cfg.init_from)).is_file():
         raise ConfigError(f"init_from={cfg.init_from} does not exist")
+
+
+def _check_bridges(cfg: DictConfig) -> None:
+    """``bridge.<name>`` must be a known bridge, and ``loss.<name>.*`` weights need their bridge on."""
+    from multipose.bridges.base import BRIDGES
+
+    bridges = cfg.get("bridge") or {}
+    for name in bridges:
+        if name not in BRIDGES:
+            raise ConfigError(f"bridge.{name}: unknown bridge; known bridges are {sorted(BRIDGES)}")
+    for name in BRIDGES:
+        weights = cfg.loss.get(name)
+        if weights and name not in bridges:
+            raise ConfigError(
+                f"loss.{name}.* is set but the {name} bridge is off: add +bridge={name} "
+                f"(it sets loss.{name} to the method's weights; override them after it)"
+            )

@@ -22,6 +22,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from multipose.bridges.base import build_bridges
 from multipose.bridges.voting import METHODS as VOTING_METHODS
 from multipose.evaluation.mix import PRIMARY_METRIC
 from multipose.losses import keypoint_mse
@@ -44,6 +45,9 @@ class PoseLitModule(L.LightningModule):
     model: how the heads run in training (``conf/model``: ``heads_on``, ``head_bn``, ``sync_bn``).
     mix: the mix description (``MultiPoseDataModule.describe()``); without it validation asks the attached
         DataModule once.
+    bridge: the skeleton-bridging methods trained inside this module (``conf/bridge``: ``{name: settings}``),
+        built as :class:`~multipose.bridges.base.Bridge` modules under ``self.bridges``; their loss weights are
+        ``loss.<name>.*``.
 
     ``losses_on`` (set by the stage schedule; None = every configured loss) names the loss terms that count,
     e.g. ``{"heatmap"}``; ``model.frozen_parts`` the parts that do not train.
@@ -57,6 +61,7 @@ class PoseLitModule(L.LightningModule):
         evaluation: Mapping[str, Any] | None = None,
         model: Mapping[str, Any] | None = None,
         mix: Mapping[str, Any] | None = None,
+        bridge: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -86,6 +91,7 @@ class PoseLitModule(L.LightningModule):
                 f"evaluation.voting must be one of none, {', '.join(VOTING_METHODS)}; got {voting!r}"
             )
         self.mix = dict(mix) if mix is not None else None
+        self.bridges = build_bridges(bridge, self.loss_cfg, self.model_config, self.mix)
         self.losses_on: frozenset[str] | None = None
         self.val_metrics: dict[str, float] = {}
         self.val_metrics_step = -1  # global step at which val_metrics were computed
@@ -112,7 +118,7 @@ class PoseLitModule(L.LightningModule):
 
     def loss_on(self, term: str, dataset: str | None = None) -> bool:
         """Whether loss ``term`` (of ``dataset``) counts in the current stage (``term`` or ``term.<dataset>`` in
-        ``losses_on``; everything when no stage restricts it)."""
+        ``losses_on``; everything when no stage restricts it). Bridges ask ``loss_on(<bridge>, <term>)``."""
         return loss_enabled(self.losses_on, term, dataset)
 
     def supervised_loss(
@@ -144,12 +150,28 @@ class PoseLitModule(L.LightningModule):
         total = total + self.model.frozen_anchor(total, outputs)
         return total, dict(outputs.owned), weights
 
+    def on_fit_start(self) -> None:
+        for bridge in self.bridges.values():
+            bridge.on_fit_start(self)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         outputs = self.head_outputs(batch["image"], batch["dataset_idx"])
         total, _, _ = self.supervised_loss(batch, outputs)
         loss = float(self.loss_cfg.get("heatmap", 1.0)) * total  # stage-gated per dataset in supervised_loss
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch["image"].shape[0])
+        n = batch["image"].shape[0]
+        for name, bridge in self.bridges.items():
+            for term, value in bridge.training_losses(self, batch, outputs).items():
+                self.log(f"train/{name}/{term}", value.detach(), batch_size=n)
+                loss = loss + value
+        self._last_outputs = outputs if len(self.bridges) else None
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=n)
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        heads = getattr(self, "_last_outputs", None)
+        self._last_outputs = None
+        for bridge in self.bridges.values():
+            bridge.after_training_step(self, batch, heads)
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
@@ -165,7 +187,10 @@ class PoseLitModule(L.LightningModule):
             self.mix = dm.describe()
         spec = MixSpec.from_dict(self.mix)
         self.predictor = Predictor(self.model, spec, flip_test=self.eval_cfg.get("flip_test", True))
-        self.evaluation = MixEvaluation(spec, dm.val_instances, self.eval_cfg, images=dm.val_image_ids)
+        variants = [v for bridge in self.bridges.values() for v in bridge.variants]
+        self.evaluation = MixEvaluation(
+            spec, dm.val_instances, self.eval_cfg, images=dm.val_image_ids, variants=variants
+        )
 
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
@@ -174,7 +199,12 @@ class PoseLitModule(L.LightningModule):
         preds = self.predictor.predict_batch(batch, name, self.evaluation.heads_for(name))
         voting = self.eval_cfg.get("voting", "none")
         voted = None if voting == "none" else self.predictor.vote(preds, name, voting, batch)
-        self.evaluation.update(name, batch, {h: p.keypoints for h, p in preds.items()}, voted=voted)
+        variants: dict[str, dict[str, Any]] = {}
+        for bridge in self.bridges.values():
+            variants.update(bridge.validation_variants(self, batch, name, preds))
+        self.evaluation.update(
+            name, batch, {h: p.keypoints for h, p in preds.items()}, voted=voted, variants=variants
+        )
         return preds  # {head: HeadPrediction}: callbacks (multipose.viz.PosePictures) draw what was scored
 
     def on_validation_epoch_end(self) -> None:
@@ -182,6 +212,8 @@ class PoseLitModule(L.LightningModule):
             return
         out_dir = Path(self.trainer.default_root_dir) / "results" if self.trainer.is_global_zero else None
         metrics = self.evaluation.compute(out_dir)
+        for bridge in self.bridges.values():
+            metrics.update(bridge.validation_metrics(self))
         self.val_metrics = metrics
         self.val_metrics_step = self.global_step
         # every rank holds the same gathered metrics; sync_dist only silences Lightning's DDP warning
@@ -205,4 +237,5 @@ class PoseLitModule(L.LightningModule):
             batch_size=None if dm is None else int(dm.batch_size) * int(self.trainer.accumulate_grad_batches),
             total_steps=int(self.trainer.estimated_stepping_batches),
             max_epochs=self.trainer.max_epochs,
+            extra_modules={name: bridge for name, bridge in self.bridges.items()},
         )

@@ -98,6 +98,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             evaluation=OmegaConf.to_container(cfg.evaluation, resolve=True),
             model=OmegaConf.to_container(cfg.model, resolve=True) if cfg.get("model") else None,
             mix=datamodule.describe(),
+            bridge=OmegaConf.to_container(cfg.bridge, resolve=True) if cfg.get("bridge") else None,
         )
     if cfg.backbone.get("init"):
         from multipose.models.checkpoints import load_backbone_init

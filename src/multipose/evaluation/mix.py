@@ -51,6 +51,7 @@ class MixEvaluation:
         instances: Mapping[str, Sequence[Any]] | Callable[[str], Sequence[Any]],
         options: Mapping[str, Any] | None = None,
         images: Mapping[str, Any] | Callable[[str], Any] | None = None,
+        variants: Sequence[str] = (),
     ) -> None:
         from multipose.skeletons import correspondence
 
@@ -64,6 +65,11 @@ class MixEvaluation:
         self._distances: dict[str, list[np.ndarray]] = {}
         self.voting = str(opts.get("voting", "none"))
         self.voted: dict[str, Any] = {}
+        # bridge variants (alternate predictions): variant -> dataset -> own evaluator / head -> cross evaluator
+        self.variants = [v for v in dict.fromkeys(variants) if v != "vote"]
+        self._variant_heads: set[tuple[str, str, str]] = set()  # (variant, dataset, head) given to update()
+        self.variant_own: dict[str, dict[str, Any]] = {v: {} for v in self.variants}
+        self.variant_cross: dict[str, dict[str, dict[str, CrossSkeletonEvaluator]]] = {v: {} for v in self.variants}
         self._consistency = bool(opts.get("consistency", True))
         skeletons = mix.skeletons
         for name in self.names:
@@ -88,6 +94,12 @@ class MixEvaluation:
                     for h in self.names
                     if h != name and any(skeletons[h].name in i.extra_gt for i in gt[:50])
                 }
+            for v in self.variants:
+                self.variant_own[v][name] = build_evaluator(spec.metric, name, gt, skeletons[name], **evaluator_opts)
+                if name in self.cross:
+                    self.variant_cross[v][name] = {
+                        h: CrossSkeletonEvaluator(name, h, gt, skeletons[h]) for h in self.cross[name]
+                    }
             if opts.get("consistency", True) or self.voting != "none":
                 pairs = {h: correspondence(skeletons[name], skeletons[h]) for h in self.names if h != name}
                 self.pairs[name] = {h: p for h, p in pairs.items() if p}
@@ -104,10 +116,12 @@ class MixEvaluation:
         batch: Mapping[str, Any],
         keypoints: Mapping[str, np.ndarray],
         voted: np.ndarray | None = None,
+        variants: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     ) -> None:
         """Add one batch of dataset ``name``: ``keypoints[head] [B, K_head, 3]`` in image pixels, ``batch`` the
         loader's batch dict (ids, box scores, areas, crop scale); ``voted`` ``[B, K_name, 3]`` the MDPN-voted
-        keypoints when ``evaluation.voting`` is on."""
+        keypoints when ``evaluation.voting`` is on; ``variants`` ``{variant: {head: [B, K_head, 3]}}`` the
+        bridges' alternate predictions (every variant given at construction must be given, with the own head)."""
         ids = {
             "ann_ids": _numpy(batch["ann_id"]),
             "image_ids": _numpy(batch["image_id"]),
@@ -124,6 +138,15 @@ class MixEvaluation:
             self.voted[name].update(voted, scales=_numpy(batch["scale"]), **ids)
         for head, evaluator in self.cross.get(name, {}).items():
             evaluator.update(keypoints[head], **ids)
+        for v in self.variants:
+            given = (variants or {}).get(v)
+            if given is None or name not in given:
+                raise ValueError(f"update() of {name!r}: variant {v!r} needs the keypoints of head {name!r}")
+            self.variant_own[v][name].update(given[name], scales=_numpy(batch["scale"]), **ids)
+            for head, evaluator in self.variant_cross[v].get(name, {}).items():
+                if head in given:
+                    evaluator.update(given[head], **ids)
+                    self._variant_heads.add((v, name, head))
         pairs = self.pairs.get(name, {}) if self._consistency else {}
         if pairs:
             sizes = box_size(_numpy(batch["scale"]))
@@ -152,6 +175,18 @@ class MixEvaluation:
                 _gather(self.voted[name])
                 voted = self.voted[name].compute(None)
                 metrics.update({f"val/{name}/vote/{k}": float(v) for k, v in voted.items()})
+            for v in self.variants:
+                _gather(self.variant_own[v][name])
+                own = self.variant_own[v][name].compute(None)
+                metrics.update({f"val/{name}/{v}/{k}": float(val) for k, val in own.items()})
+                for head, cross in self.variant_cross[v].get(name, {}).items():
+                    if (v, name, head) not in self._variant_heads:  # the bridge gives no such head's keypoints
+                        continue
+                    _gather(cross)
+                    prefix = f"cross/{head}/"
+                    metrics.update(
+                        {f"val/{name}/{prefix}{v}/{k[len(prefix):]}": float(val) for k, val in cross.compute().items()}
+                    )
             if self._consistency and self.pairs.get(name):
                 local = np.concatenate(self._distances[name]) if self._distances[name] else np.zeros(0)
                 chd = summarize_chd(np.concatenate(_all_gather(local)))

@@ -77,7 +77,7 @@ def layer_id_for(name: str, num_layers: int, backbone_is_root: bool = False) -> 
 
 
 def _no_decay(name: str, ndim: int) -> bool:
-    return ndim == 1 or name.endswith(".bias") or "pos_embed" in name
+    return ndim <= 1 or name.endswith(".bias") or "pos_embed" in name
 
 
 def _lr_mult_lookup(
@@ -258,6 +258,7 @@ def build_optimizer(
     batch_size: int | None,
     total_steps: int,
     max_epochs: int | None,
+    extra_modules: Mapping[str, nn.Module] | None = None,
 ) -> dict[str, Any]:
     """AdamW + per-step LR schedule for ``model``, in the form Lightning's ``configure_optimizers`` returns.
 
@@ -269,6 +270,9 @@ def build_optimizer(
         batch_size: the global batch per optimiser step, for ``scale_lr`` (``None``: no scaling).
         total_steps: optimiser steps of the whole run (``trainer.estimated_stepping_batches``).
         max_epochs: ``trainer.max_epochs`` (milestones given as fractions are fractions of it).
+        extra_modules: further trainable modules outside the model (the bridges, ``{name: module}``): one group
+            each (and one without weight decay for biases / norms / 1-d parameters) at the base lr times
+            ``module_lr_mult["bridges.<name>"]`` (default 1), no layer decay.
     """
     cfg = optim_cfg
     lr = float(cfg.get("lr", 5e-4))
@@ -281,8 +285,30 @@ def build_optimizer(
         weight_decay=float(cfg.get("weight_decay", 0.1)),
         layer_decay=float(cfg.get("layer_decay", 1.0)),
         num_layers=int(backbone.depth),
-        module_lr_mult=cfg.get("module_lr_mult") or None,
+        module_lr_mult={k: v for k, v in (cfg.get("module_lr_mult") or {}).items() if not k.startswith("bridges.")}
+        or None,
     )
+    mults = dict(cfg.get("module_lr_mult") or {})
+    for name, module in dict(extra_modules or {}).items():
+        mult = float(mults.get(f"bridges.{name}", 1.0))
+        for decay in (True, False):
+            named = [
+                (n, p) for n, p in module.named_parameters() if p.requires_grad and decay != _no_decay(n, p.ndim)
+            ]
+            if named:
+                key = f"bridges.{name}_{'decay' if decay else 'no_decay'}"
+                groups.append(
+                    {
+                        "params": [p for _, p in named],
+                        "param_names": [f"bridges.{name}.{n}" for n, _ in named],
+                        "lr": lr * mult,
+                        "lr_scale": mult,
+                        "lr_mult": mult,
+                        "weight_decay": float(cfg.get("weight_decay", 0.1)) if decay else 0.0,
+                        "layer_id": int(backbone.depth) + 1,
+                        "group_name": key,
+                    }
+                )
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))))
     schedule = lr_schedule(cfg, total_steps=int(total_steps), max_epochs=max_epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
