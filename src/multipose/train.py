@@ -194,7 +194,13 @@ def cfg_resume(overrides: list[str]) -> str:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run_entry_point(lambda: train(prepare(cfg)), run_dir=str(cfg.paths.output_dir))
+    from multipose.utils.sweep import run_job
+
+    run_dir = str(cfg.paths.output_dir)
+    # in a multirun a failing job is recorded in its run dir (job_failed.json) and the sweep goes on
+    metrics = run_entry_point(lambda: run_job(lambda: train(prepare(cfg)), run_dir), run_dir=run_dir)
+    if metrics is None:
+        return float("nan")
     metric_name = cfg.get("optimized_metric")
     if metric_name and metric_name in metrics:
         value = metrics[metric_name]
