@@ -43,6 +43,8 @@ __all__ = [
     "record_failure",
     "run_job",
     "summary_table",
+    "sweep_group",
+    "swept_overrides",
     "write_summary",
 ]
 
@@ -285,6 +287,24 @@ def _sweep_params(sweep_dir: Path) -> tuple[list[str], str]:
     return list(dict.fromkeys(keys)), str(cfg.get("optimized_metric") or "val/score")
 
 
+def sweep_group(sweep_dir: str | Path, task_name: str = "") -> str:
+    """The W&B group of a sweep's runs: ``<task_name>_<multirun dir name>`` (the dir name alone without a task
+    name). ``scripts/wandb_workspace.py`` filters by it."""
+    name = Path(sweep_dir).name
+    return f"{task_name}_{name}" if task_name else name
+
+
+def swept_overrides(sweep_dir: str | Path, overrides: Iterable[str]) -> list[str]:
+    """The ``key=value`` items of a job's ``overrides`` whose key the sweep varies (from ``multirun.yaml``)."""
+    keys, _ = _sweep_params(Path(sweep_dir))
+    out = []
+    for item in overrides:
+        parsed = _parse_override(item)
+        if parsed and parsed[0] in keys:
+            out.append(f"{parsed[0]}={parsed[1]}")
+    return out
+
+
 def read_sweep(sweep_dir: str | Path) -> Sweep:
     """Read a multirun directory (``logs/<task>/multiruns/<time>``). Raises ``FileNotFoundError`` naming the
     folder when it holds no job."""
@@ -419,6 +439,13 @@ class SweepSummary(Callback):
             p[0] for p in map(_parse_override, (hydra_cfg.get("overrides") or {}).get("task") or []) if p
         ]
         check_swept_keys(config, keys)
+        # the basic sweeper saves the multirun config; others (Optuna) do not: read_sweep needs its sweeper params
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not (sweep_dir / "multirun.yaml").is_file():
+            from omegaconf import OmegaConf
+
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -7,6 +7,8 @@ Files (in ``dirpath``, default ``<trainer.default_root_dir>/pictures``, written 
 * ``val_<dataset>.png`` — the first ``num_crops`` crops of the dataset's validation loader (a fixed,
   deterministic set) with the prediction of the dataset's own head (flip-averaged, as validation scores it,
   side-coloured) over the ground truth (grey);
+* ``<bridge>_<name>.png`` — figures of the bridges that define ``figures(lit, batch)``
+  (:mod:`multipose.viz.figures`; e.g. PoseBH's prototype similarity maps);
 * ``all_heads.png`` — on the synthetic world (instances with hidden ground truth of every skeleton,
   ``Instance.extra_gt``): one crop, a panel per head with that head's prediction over its skeleton's hidden
   ground truth.
@@ -39,6 +41,7 @@ import numpy as np
 import torch
 
 from multipose.viz.crops import pose_tile, tile_grid, unnormalise
+from multipose.viz.figures import bridge_figures, figures_batch
 from multipose.viz.plot import learning_curves
 
 __all__ = ["PosePictures", "write_png_atomic"]
@@ -213,6 +216,8 @@ class PosePictures(L.Callback):
                 panel = self._all_heads(trainer, predictor)
                 if panel is not None:
                     images["all_heads"] = panel
+            # bridges that define figures(lit, batch) (multipose.viz.figures): pictures/<bridge>_<name>.png
+            images.update(bridge_figures(pl_module, figures_batch(self._crops, list(mix.names))))
         paths = {stem: write_png_atomic(out_dir / f"{stem}.png", img) for stem, img in images.items()}
         if self.log_images:
             self._log_images(trainer, images, step)
