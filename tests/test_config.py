@@ -95,9 +95,19 @@ def test_validation_names_the_option(override, message):
         validate_train_config(cfg)
 
 
+# what an hparams_search option needs to compose: overrides (its swept keys belong to a bridge) and a sweeper plugin
+HPARAMS_SEARCH_NEEDS = {"posebh_optuna": (["+bridge=posebh"], "hydra_plugins.hydra_optuna_sweeper")}
+
+
 @pytest.mark.parametrize("option", sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*.yaml")))
 def test_hparams_search_defines_a_multirun_sweep(option):
-    cfg = compose("train", [f"hparams_search={option}"], return_hydra_config=True)
+    extra, plugin = HPARAMS_SEARCH_NEEDS.get(option, ([], None))
+    if plugin:
+        pytest.importorskip(plugin, reason="the sweeps extra is not installed: pip install -e '.[sweeps]'")
+    for bridge in (o.split("=", 1)[1] for o in extra if o.startswith("+bridge=")):
+        if not (CONF_DIR / "bridge" / f"{bridge}.yaml").is_file():
+            pytest.skip(f"conf/bridge/{bridge}.yaml is not in this checkout")
+    cfg = compose("train", [f"hparams_search={option}", *extra], return_hydra_config=True)
     assert str(cfg.hydra.mode).endswith("MULTIRUN")
     params = dict(cfg.hydra.sweeper.params)
     assert params
