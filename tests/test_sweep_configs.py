@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose
+from conftest import REPO, compose
 
 PAPER = {"alpha": 3.33e-6, "beta": 1.25e-7, "gamma": 1.25e-8}
 STAND_IN_BRIDGE = """# @package _global_
@@ -85,3 +85,40 @@ def test_slurm_launcher_takes_nodes_and_tasks_from_the_trainer():
     assert plain.hydra.launcher._target_.endswith("SlurmLauncher")
     single = compose("train", ["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
     assert (single.nodes, single.tasks_per_node) == (1, 1)
+
+
+@pytest.mark.slow
+def test_an_optuna_sweep_records_a_failing_trial_and_goes_on(tmp_path, tiny_world):
+    """A real Optuna search (the smoke model, 3 trials): trials with a negative learning rate fail in the
+    optimiser; the study records them as failed and goes on, and the sweep summary marks them."""
+    pytest.importorskip(
+        "hydra_plugins.hydra_optuna_sweeper",
+        reason="the sweeps extra is not installed: pip install -e '.[sweeps]'",
+    )
+    import csv
+
+    from test_sweep import _train
+
+    proc = _train(
+        [
+            "-m",
+            "+experiment=smoke",
+            "trainer.max_epochs=1",
+            f"paths.root_dir={tmp_path}",
+            f"data.root={tiny_world}",
+            "print_config=false",
+            "hydra/sweeper=optuna",
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.direction=maximize",
+            "hydra.sweeper.sampler.seed=0",
+            "loss.heatmap=tag(log, interval(0.1, 10))",
+            "optim.lr=choice(1.0e-3, -1.0)",
+        ],
+        REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    (sweep_dir,) = (tmp_path / "logs" / "smoke" / "multiruns").iterdir()
+    rows = list(csv.DictReader(open(sweep_dir / "sweep_summary.csv")))
+    assert len(rows) == 3
+    assert {(float(r["optim.lr"]) < 0, r["status"]) for r in rows} <= {(True, "failed"), (False, "ok")}
+    assert (sweep_dir / "optimization_results.yaml").is_file()

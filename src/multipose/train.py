@@ -197,10 +197,11 @@ def main(cfg: DictConfig) -> float | None:
     from multipose.utils.sweep import run_job
 
     run_dir = str(cfg.paths.output_dir)
-    # in a multirun a failing job is recorded in its run dir (job_failed.json) and the sweep goes on
+    # in a multirun a failing job is recorded in its run dir (job_failed.json) and the sweep goes on; it returns
+    # no objective (None, as for a NaN metric: the Optuna sweeper records a failed trial; a NaN would stop it)
     metrics = run_entry_point(lambda: run_job(lambda: train(prepare(cfg)), run_dir), run_dir=run_dir)
     if metrics is None:
-        return float("nan")
+        return None
     metric_name = cfg.get("optimized_metric")
     if metric_name and metric_name in metrics:
         value = metrics[metric_name]

@@ -1,8 +1,9 @@
 """Hydra multirun bookkeeping: a sweep that survives a failing job, and the summary table of a sweep.
 
 * :func:`run_job` runs one job of ``python -m multipose.train -m ...``: in a multirun an exception is recorded
-  in the job's run directory (``job_failed.json``) and the job returns a NaN objective, so Hydra's launcher goes on
-  with the other jobs; a single run raises as before (and exits non-zero).
+  in the job's run directory (``job_failed.json``) and the job returns no objective (``None``, which the Optuna
+  sweeper records as a failed trial; a NaN would make optuna 2.x's ``tell`` raise and end the study), so Hydra's
+  launcher goes on with the other jobs; a single run raises as before (and exits non-zero).
 * :func:`read_sweep` reads a multirun directory: each job's overrides (``.hydra/overrides.yaml``), its status,
   final metrics (``metrics.json``) and the validation history of its CSV log (for the best values).
 * :func:`write_summary` writes ``sweep_summary.csv`` and ``sweep_summary.md`` (swept keys -> final and best
@@ -347,6 +348,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _short_value(text: str) -> str:
+    """A swept value as the table shows it: long floats (Optuna's samples) to 4 significant digits."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text.replace("|", "\\|")
+    return f"{value:.4g}" if len(text) > 8 else text
+
+
 def summary_table(sweep: Sweep) -> tuple[list[str], list[list[Any]]]:
     """``(header, rows)``: one row per job with its swept values, status, the objective (final and best over
     the run's validations) and each dataset's primary metric (final and best)."""
@@ -380,8 +390,10 @@ def summary_markdown(sweep: Sweep) -> str:
         "| " + " | ".join(header) + " |",
         "| " + " | ".join("---:" if isinstance(v, float) else "---" for v in rows[0]) + " |",
     ]
+    n_swept = len(sweep.swept)
     for job, row in zip(sweep.jobs, rows):
         cells = [_fmt(v).replace("|", "\\|") for v in row]
+        cells[2 : 2 + n_swept] = [_short_value(str(v)) for v in row[2 : 2 + n_swept]]
         if best is not None and job is best:
             cells[obj_col] = f"**{cells[obj_col]}**"
         lines.append("| " + " | ".join(cells) + " |")
