@@ -100,6 +100,12 @@ class Bridge(nn.Module):
         """Extra flat metrics at the end of a validation epoch (``val/...``), the same on every rank."""
         return {}
 
+    def figures(self, lit: PoseLitModule, batch: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        """Pictures for the run's ``pictures/`` and the loggers, ``{name: matplotlib Figure or RGB uint8 [H, W, 3]}``,
+        drawn after each validation on global rank 0 from a few validation crops of every dataset (eval mode, no
+        gradients); saved as ``pictures/<bridge>_<name>.png`` (:mod:`multipose.viz.figures`)."""
+        return {}
+
 
 def bridge_class(name: str) -> type[Bridge]:
     if name not in BRIDGES:
