@@ -167,6 +167,18 @@ def test_run_job_records_a_failure_in_a_multirun_and_raises_in_a_single_run(tmp_
     with pytest.raises(KeyboardInterrupt):
         run_job(lambda: (_ for _ in ()).throw(KeyboardInterrupt()), tmp_path / "kb", multirun=True)
 
+    def workers_terminated():  # SIGTERM sent to the process group reaches the DataLoader workers first
+        raise RuntimeError("DataLoader worker (pid 123) is killed by signal: Terminated. ")
+
+    with pytest.raises(RunInterrupted) as stop:
+        run_job(workers_terminated, tmp_path / "term", multirun=True)
+    assert stop.value.exit_code == 143 and not (tmp_path / "term" / FAILURE_FILE).exists()
+
+    def worker_oom():  # a worker killed for memory is a failure of this job only
+        raise RuntimeError("DataLoader worker (pid 123) is killed by signal: Killed. ")
+
+    assert run_job(worker_oom, tmp_path / "oom", multirun=True) is None
+
 
 def test_group_and_swept_overrides_of_a_job(tmp_path):
     root = make_sweep_dir(tmp_path / "2026-01-01_10-00-00")

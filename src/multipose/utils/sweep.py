@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import math
+import signal
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
     "read_sweep",
     "record_failure",
     "run_job",
+    "stop_signal_of",
     "summary_table",
     "sweep_group",
     "swept_overrides",
@@ -86,6 +88,30 @@ def record_failure(output_dir: str | Path, err: BaseException) -> Path:
     return write_json_atomic(Path(output_dir) / FAILURE_FILE, record)
 
 
+#: how PyTorch reports a DataLoader worker that a stop signal reached (the signal went to the whole process group)
+_WORKER_STOPPED = {
+    "killed by signal: Terminated": signal.SIGTERM,
+    "killed by signal: Interrupt": signal.SIGINT,
+}
+
+
+def stop_signal_of(err: BaseException) -> int | None:
+    """The stop signal (SIGINT / SIGTERM) behind ``err`` or the exceptions it was raised from, else ``None``: a
+    Ctrl-C or ``kill -TERM -<group>`` reaches the DataLoader workers too, and the main process then fails with
+    PyTorch's "DataLoader worker ... is killed by signal" error instead of stopping cleanly."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, KeyboardInterrupt):
+            return int(signal.SIGINT)
+        for text, signum in _WORKER_STOPPED.items():
+            if text in str(current):
+                return int(signum)
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def run_job(task: Callable[[], Any], output_dir: str | Path, multirun: bool | None = None) -> Any:
     """Run one job. In a multirun (``multirun=None``: ask Hydra) an exception is logged, recorded in
     ``<output_dir>/job_failed.json`` and ``None`` is returned, so the launcher runs the remaining jobs (Hydra's
@@ -101,6 +127,9 @@ def run_job(task: Callable[[], Any], output_dir: str | Path, multirun: bool | No
     except RunInterrupted:
         raise
     except Exception as err:
+        signum = stop_signal_of(err)
+        if signum is not None:  # the user stopped the sweep (Ctrl-C, SIGTERM to the process group, scancel)
+            raise RunInterrupted(signum, None) from err
         path = record_failure(output_dir, err)
         log.error(
             "job failed: %s: %s (traceback in %s); the sweep goes on with the other jobs",
