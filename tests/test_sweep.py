@@ -99,7 +99,12 @@ def make_sweep_dir(root: Path, with_pictures: bool = False) -> Path:
         root,
         1,
         [*common, "loss.posebh.alpha=3.33e-4", "optim.lr=1e-3"],
-        {"val/score": 0.4, "val/syn_coco/AP": 0.35, "val/syn_mpii/PCKh@0.5": 0.45},
+        {
+            "val/score": 0.4,
+            "val/syn_coco/AP": 0.35,
+            "val/syn_mpii/PCKh@0.5": 0.45,
+            "val/syn_coco/proto/AP": 0.1,
+        },
         [[1, 20, "", 0.4, 0.35, 0.45]],
     )
     make_job(

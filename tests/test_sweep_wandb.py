@@ -134,6 +134,10 @@ def test_workspace_spec_has_parallel_coordinates_scatter_curves_losses_and_pictu
     assert "train/posebh/ppc" in DEFAULT_LOSS_TERMS
     assert [p["keys"] for p in pictures] == [["pictures/val_syn_coco"], ["pictures/posebh_similarity"]]
     # no pictures known: no empty section
+    bridge = workspace_spec("g", {"a": [1]}, {}, extra_metrics=["val/syn_coco/proto/AP"])
+    assert [
+        p["y"][0]["metric"] for s in bridge["sections"] if s["name"] == "Bridge metrics" for p in s["panels"]
+    ] == ["val/syn_coco/proto/AP"]
     bare = workspace_spec("g", {"a": [1, 2]}, {}, loss_terms=[])
     assert [s["name"] for s in bare["sections"]] == ["Sweep: a vs val/score", "Validation curves per dataset"]
 
@@ -146,6 +150,8 @@ def test_spec_from_a_local_sweep_and_the_workspace_objects_build_offline(tmp_pat
     assert panels[0]["columns"][0]["log"] is True  # 3.33e-6 .. 3.33e-4
     assert any(p.get("keys") == ["pictures/val_syn_coco"] for p in panels)
     assert any(p["type"] == "line" and p["y"][0]["metric"] == "train/loss" for p in panels)
+    bridge = next(s["panels"] for s in spec["sections"] if s["name"] == "Bridge metrics")
+    assert [p["y"][0]["metric"] for p in bridge] == ["val/syn_coco/proto/AP"]  # a bridge variant of job 1
     pytest.importorskip(
         "wandb_workspaces", reason="the sweeps extra is not installed: pip install -e '.[sweeps]'"
     )

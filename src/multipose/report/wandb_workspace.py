@@ -42,6 +42,7 @@ def workspace_spec(
     loss_terms: Sequence[str] = DEFAULT_LOSS_TERMS,
     pictures: Sequence[str] = (),
     name: str | None = None,
+    extra_metrics: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The workspace of the sweep whose runs have W&B group ``group``.
 
@@ -51,6 +52,8 @@ def workspace_spec(
         objective: the sweep's objective (``optimized_metric``).
         loss_terms: training loss keys to plot over steps (``train/loss``, ``train/posebh/phm``, ...).
         pictures: image keys as logged (``pictures/val_syn_coco``, ``pictures/posebh_similarity``, ...).
+        extra_metrics: further validation keys to plot over steps (bridge variants such as
+            ``val/syn_coco/proto/AP``, bridge monitors such as prototype usage).
     """
     keys = list(swept)
     log = {k: _is_log(v) for k, v in swept.items()}
@@ -78,6 +81,7 @@ def workspace_spec(
     ]
     curves = [{"type": "line", "title": m, "y": [{"metric": m}], "log_y": False} for m in metrics]
     losses = [{"type": "line", "title": t, "y": [{"metric": t}], "log_y": True} for t in loss_terms]
+    bridge = [{"type": "line", "title": m, "y": [{"metric": m}], "log_y": False} for m in extra_metrics]
     sections = [
         {
             "name": f"Sweep: {', '.join(keys) or 'runs'} vs {objective}",
@@ -86,6 +90,7 @@ def workspace_spec(
         {"name": "Per-dataset metrics vs swept keys", "panels": scatter_datasets},
         {"name": "Validation curves per dataset", "panels": curves},
         {"name": "Loss terms", "panels": losses},
+        {"name": "Bridge metrics", "panels": bridge},
     ]
     if pictures:
         sections.append(
@@ -106,6 +111,7 @@ def spec_from_sweep(sweep_dir: str | Path, name: str | None = None) -> dict[str,
     of the CSV logs, the picture names of the jobs' ``pictures/``, and the group its runs were logged under."""
     import yaml
 
+    from multipose.bridges.base import BRIDGES
     from multipose.utils.sweep import read_sweep, sweep_group
 
     sweep = read_sweep(sweep_dir)
@@ -114,6 +120,17 @@ def spec_from_sweep(sweep_dir: str | Path, name: str | None = None) -> dict[str,
         DEFAULT_LOSS_TERMS
     )
     pictures = sorted({f"pictures/{p.stem}" for j in sweep.jobs for p in (j.dir / "pictures").glob("*.png")})
+    # bridge variants (val/<ds>/proto/AP) and a bridge's own monitors (val/<bridge>/...: prototype usage, ...)
+    primaries = {key.rsplit("/", 1)[-1] for key in sweep.datasets.values()}
+    extra = sorted(
+        {
+            k
+            for j in sweep.jobs
+            for k in j.metrics
+            if k.startswith("val/")
+            and (("/proto/" in k and k.rsplit("/", 1)[-1] in primaries) or k.split("/")[1] in BRIDGES)
+        }
+    )
     task_name = ""
     multirun = Path(sweep_dir) / "multirun.yaml"
     if multirun.is_file():
@@ -126,6 +143,7 @@ def spec_from_sweep(sweep_dir: str | Path, name: str | None = None) -> dict[str,
         terms,
         pictures,
         name,
+        extra,
     )
 
 
