@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from multipose.viz.figures import bridge_figures, figure_to_rgb, figures_batch
+from multipose.viz.figures import bridge_figures, figure_stem, figure_to_rgb, figures_batch
 
 
 def test_figure_to_rgb_accepts_images_and_names_bad_shapes():
@@ -46,7 +46,7 @@ class _Bridge(torch.nn.Module):
         if self.fail:
             raise RuntimeError("no figure")
         self.seen = (lit.training, torch.is_grad_enabled(), batch["image"].shape[0])
-        return {"maps": np.full((5, 7, 3), 9, np.uint8)}
+        return {"maps": np.full((5, 7, 3), 9, np.uint8), "posebh/prototypes": np.zeros((4, 4, 3), np.uint8)}
 
 
 class _Lit(torch.nn.Module):
@@ -61,7 +61,13 @@ def test_bridge_figures_runs_each_bridge_in_eval_mode_without_grad_and_skips_fai
     lit = _Lit({"posebh": good, "broken": bad}).train()
     batch = {"image": torch.zeros(2, 3, 8, 6), "dataset_idx": torch.tensor([0, 1])}
     out = bridge_figures(lit, batch)
-    assert list(out) == ["posebh_maps"] and out["posebh_maps"].shape == (5, 7, 3)
+    assert list(out) == ["posebh_maps", "posebh_prototypes"] and out["posebh_maps"].shape == (5, 7, 3)
     assert good.seen == (False, False, 2)
     assert lit.training  # the training mode is restored
     assert bridge_figures(_Lit({}), batch) == {} and bridge_figures(lit, None) == {}
+
+
+def test_figure_names_become_flat_file_stems():
+    assert figure_stem("posebh", "posebh/similarity") == "posebh_similarity"
+    assert figure_stem("posebh", "maps/a") == "posebh_maps_a"
+    assert figure_stem("acae", "acae_codes") == "acae_codes"

@@ -5,7 +5,7 @@ validation batch (the first crops of each dataset that ``PosePictures`` keeps: `
 ``center``, ``scale``, ``rotation``, ``image_id``, ``ann_id``, and ``keypoints`` when every dataset's have the
 same width) on the module's device; the call runs under ``torch.no_grad()`` with the module in eval mode. A figure
 is a matplotlib ``Figure`` or an RGB ``uint8 [H, W, 3]`` array. ``PosePictures`` writes each one as
-``pictures/<bridge>_<name>.png`` and sends it to TensorBoard / W&B as ``pictures/<bridge>_<name>``; the offline
+``pictures/<bridge>_<name>.png`` (a ``<bridge>/`` prefix of the name is dropped, ``/`` becomes ``_``) and sends it to TensorBoard / W&B as ``pictures/<bridge>_<name>``; the offline
 sweep report shows it with the other pictures.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["bridge_figures", "figure_to_rgb", "figures_batch"]
+__all__ = ["bridge_figures", "figure_stem", "figure_to_rgb", "figures_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,16 @@ def figures_batch(
     return batch
 
 
+def figure_stem(bridge: str, key: str) -> str:
+    """File stem / logger key of a bridge figure: ``<bridge>_<key>`` with a leading ``<bridge>/`` or
+    ``<bridge>_`` of ``key`` dropped and ``/`` made ``_`` (``posebh/similarity`` -> ``posebh_similarity``)."""
+    key = str(key)
+    for prefix in (f"{bridge}/", f"{bridge}_"):
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+    return f"{bridge}_{key.replace('/', '_')}"
+
+
 def bridge_figures(pl_module: Any, batch: Mapping[str, torch.Tensor] | None) -> dict[str, np.ndarray]:
     """``{"<bridge>_<name>": RGB image}`` of every bridge of ``pl_module`` that defines ``figures``. A bridge
     whose figures fail is logged and left out."""
@@ -91,7 +101,7 @@ def bridge_figures(pl_module: Any, batch: Mapping[str, torch.Tensor] | None) -> 
                 with torch.no_grad():
                     figures = make(pl_module, batch) or {}
                 for key, figure in figures.items():
-                    out[f"{name}_{key}"] = figure_to_rgb(figure)
+                    out[figure_stem(name, key)] = figure_to_rgb(figure)
             except Exception:  # noqa: BLE001 - pictures never stop a run
                 log.exception("bridge %s: figures failed; the run goes on without them", name)
     finally:
