@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import compose
-from multipose.bridges.posebh import PAPER_WEIGHTS, PoseBHBridge
+from multipose.bridges.posebh import PAPER_WEIGHTS
 from multipose.bridges.posebh.css import match_distance, pseudo_labels, pseudo_targets
 from multipose.bridges.posebh.losses import contrastive, prototype_logits, sample_pixels
 from multipose.bridges.posebh.prototypes import (
