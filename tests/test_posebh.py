@@ -375,3 +375,19 @@ def test_fast_dev_run_with_posebh_logs_the_terms_and_the_proto_variant(tmp_path,
     metrics = json.loads(next(tmp_path.rglob("metrics.json")).read_text())
     assert {"train/posebh/phm", "train/posebh/ppc", "train/posebh/css"} <= set(metrics)
     assert "val/syn_coco/proto/AP" in metrics and "val/syn_mpii/proto/PCKh@0.5" in metrics
+
+
+def test_figures_for_the_dashboards():
+    lit = _lit().eval()
+    batch = _gaussian_batch([0, 1, 2])
+    figs = lit.bridges["posebh"].figures(lit, batch, crops=2)
+    assert set(figs) == {"posebh/similarity", "posebh/prototypes"}
+    sim, protos_img = figs["posebh/similarity"], figs["posebh/prototypes"]
+    assert sim.dtype == np.uint8 and sim.shape == (
+        2 * 96,
+        5 * 72,
+        3,
+    )  # 2 crops x (crop + 4 maps), 64x48 aspect
+    assert protos_img.shape == (480, 480, 3) and (protos_img != 255).any()
+    protos, tags, owners = lit.bridges["posebh"].prototype_table()
+    assert protos.shape == (50 * 3, 8) and len(tags) == len(owners) == 150 and tags[0] == tags[2]

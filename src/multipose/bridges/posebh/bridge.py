@@ -416,9 +416,9 @@ class PoseBHBridge(Bridge):
     def figures(
         self, lit: PoseLitModule, batch: Mapping[str, Any], dataset: str | None = None, crops: int = 3
     ):
-        """Dashboard images (:mod:`.figures`): ``posebh/similarity`` (prototype maps of a few crops) and
-        ``posebh/prototypes`` (2-D projection of the prototypes coloured by semantic tag)."""
-        from multipose.bridges.posebh.figures import prototype_figure, similarity_figure
+        """Dashboard images (:mod:`.figures`, RGB uint8 arrays): ``posebh/similarity`` (prototype maps of a few
+        crops) and ``posebh/prototypes`` (2-D projection of the prototypes coloured by semantic tag)."""
+        from multipose.bridges.posebh.figures import prototype_image, similarity_image
 
         images = batch["image"][:crops]
         if dataset is not None:
@@ -429,6 +429,6 @@ class PoseBHBridge(Bridge):
         names = [self.datasets[int(i)] for i in didx]
         rows = [self.rows(n) for n in names]
         return {
-            f"{self.name}/similarity": similarity_figure(images, maps, rows, names),
-            f"{self.name}/prototypes": prototype_figure(*self.prototype_table()),
+            f"{self.name}/similarity": similarity_image(images, maps, rows, names),
+            f"{self.name}/prototypes": prototype_image(*self.prototype_table()),
         }
