@@ -269,7 +269,7 @@ def test_loss_terms_scale_with_their_weights_and_stage_gating():
         out = lit.bridges["posebh"].training_losses(
             lit, batch, lit.head_outputs(batch["image"], batch["dataset_idx"])
         )
-        terms[scale] = {k: float(v) for k, v in out.items()}
+        terms[scale] = {k: float(v.detach()) for k, v in out.items()}
     for k in ("phm", "ppc", "ppd"):
         assert terms[10.0][k] == pytest.approx(10 * terms[1.0][k], rel=1e-4), k
     lit = _lit()
@@ -391,3 +391,34 @@ def test_figures_for_the_dashboards():
     assert protos_img.shape == (480, 480, 3) and (protos_img != 255).any()
     protos, tags, owners = lit.bridges["posebh"].prototype_table()
     assert protos.shape == (50 * 3, 8) and len(tags) == len(owners) == 150 and tags[0] == tags[2]
+
+
+def test_cps_clusters_recover_separated_groups_and_rank_prototypes_per_cluster():
+    from multipose.bridges.posebh.cps import fit_clusters
+
+    g = torch.Generator().manual_seed(4)
+    dirs = F.normalize(torch.randn(4, 16, generator=g), dim=1)
+    group = torch.arange(8) % 4  # keypoint j sits near direction j % 4, both of its prototypes
+    protos = F.normalize(dirs[group][:, None, :] + 0.01 * torch.randn(8, 2, 16, generator=g), dim=-1)
+    cps, owner = fit_clusters(protos, options=[4], iterations=100)
+    assert cps.shape == (4, 2, 16) and owner.shape == (4,)
+    centre_dirs = (cps.mean(1) @ dirs.t()).argmax(1)
+    assert sorted(centre_dirs.tolist()) == [0, 1, 2, 3]  # one cluster per group
+    assert torch.equal(group[owner], centre_dirs)  # each cluster's owner keypoint belongs to its group
+    for c in range(4):  # the M members of a cluster come from the cluster's own group
+        assert ((cps[c] @ dirs[centre_dirs[c]]) > 0.99).all()
+
+
+def test_cps_term_is_on_only_with_frozen_prototypes_and_fits_once():
+    lit = _lit(cps={"enabled": True, "clusters": [8, 16], "iterations": 20})
+    bridge = lit.bridges["posebh"]
+    batch = _gaussian_batch([0, 1, 2, 0])
+    outputs = lit.head_outputs(batch["image"], batch["dataset_idx"])
+    assert "cps" not in bridge.training_losses(lit, batch, outputs) and int(bridge.cps_count) == 0
+    lit.model.frozen_parts = frozenset({"bridges.posebh.prototypes"})
+    out = bridge.training_losses(lit, batch, outputs)
+    assert int(bridge.cps_count) in (8, 16) and float(out["cps"].detach()) > 0
+    first = bridge.cps_prototypes.clone()
+    bridge.training_losses(lit, batch, outputs)
+    assert torch.equal(bridge.cps_prototypes, first)  # fitted once
+    assert {"bridges.posebh.cps_prototypes", "bridges.posebh.cps_count"} <= set(lit.state_dict())

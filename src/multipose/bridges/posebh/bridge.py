@@ -8,8 +8,9 @@ Loss terms (``train/posebh/<term>``, gated by the stage schedule with ``lit.loss
   mean (1 - z_target)^2 on every pixel inside a ground-truth Gaussian window;
 * ``css`` = zeta * sum_d [MSE_w(H_d, T_d) + alpha MSE_w(Ĥ_d, T_d) + beta PPC(T_d) + gamma PPD(T_d)] on the
   images of the other datasets (pseudo-labels ``T_d``, :mod:`.css`);
-* ``cps``: clustered-prototype supervision is not implemented (the setting ``cps.enabled`` is refused, see
-  ``docs/posebh.md``).
+* ``cps`` = delta * sum_d [beta PPC + gamma PPD + alpha MSE] on clustered prototypes (:mod:`.cps`), only with
+  ``bridge.posebh.cps.enabled`` (default off); the clusters are fitted once, at the first step with the prototypes
+  frozen, and stored in the buffers ``cps_prototypes`` / ``cps_owner`` / ``cps_count``.
 
 The prototypes (buffer ``prototypes [J, M, F]``) never receive gradient: while the stage schedule does not freeze
 them (``bridges.posebh.prototypes`` in a stage's ``frozen`` list) they follow an EMA of the correctly-nearest
@@ -66,7 +67,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "gumbel_assignment": True,
     "faithful_code": False,
     "css": {"confidence": 0.25, "match_distance": 2.1, "reference_heatmap": [64, 48]},
-    "cps": {"enabled": False},
+    "cps": {"enabled": False, "clusters": [64, 96, 128], "iterations": 500, "beta": 20.0},
     "schedule": {},  # read by the stage config (conf/bridge/posebh.yaml), not by the bridge
 }
 
@@ -115,11 +116,7 @@ class PoseBHBridge(Bridge):
             raise ValueError(f"loss.posebh has unknown keys {bad}; allowed: {sorted(PAPER_WEIGHTS)}")
         s = {**DEFAULT_SETTINGS, **self.settings}
         s["css"] = {**DEFAULT_SETTINGS["css"], **dict(s.get("css") or {})}
-        if dict(s.get("cps") or {}).get("enabled"):
-            raise ValueError(
-                "bridge.posebh.cps.enabled=true: clustered-prototype supervision (CPS) is not implemented in this "
-                "version (docs/posebh.md says why it is optional); set it false"
-            )
+        s["cps"] = {**DEFAULT_SETTINGS["cps"], **dict(s.get("cps") or {})}
         self.cfg = s
         self.w = {k: float(self.loss_weights.get(k, v)) for k, v in PAPER_WEIGHTS.items()}
         heads = dict(model_config["heads"])
@@ -140,6 +137,18 @@ class PoseBHBridge(Bridge):
             "prototypes", init_prototypes(layout.total, int(s["prototypes_per_keypoint"]), int(s["dim"]))
         )
         self.faithful = bool(s["faithful_code"])
+        self.cps_enabled = bool(s["cps"]["enabled"])
+        if self.cps_enabled:
+            m, dim = int(s["prototypes_per_keypoint"]), int(s["dim"])
+            sizes = [int(c) for c in s["cps"]["clusters"] if 1 <= int(c) <= layout.total]
+            if not sizes:
+                raise ValueError(
+                    f"bridge.posebh.cps.clusters={list(s['cps']['clusters'])}: every count exceeds the "
+                    f"{layout.total} keypoints of this mix; give counts between 1 and {layout.total}"
+                )
+            self.register_buffer("cps_prototypes", torch.zeros(max(sizes), m, dim))
+            self.register_buffer("cps_owner", torch.full((max(sizes),), -1, dtype=torch.long))
+            self.register_buffer("cps_count", torch.zeros((), dtype=torch.long))
         self._pending: tuple[Tensor, Tensor] | None = None
         self._codecs: dict[tuple[int, int], UDPHeatmap] = {}
         self._val_counts: dict[str, np.ndarray] = {}
@@ -234,6 +243,8 @@ class PoseBHBridge(Bridge):
             out["ppd"] = self.w["gamma"] * ppd
         if on["css"] and self.w["zeta"] > 0:
             out["css"] = self.w["zeta"] * self._css_loss(batch, outputs, maps, emb)
+        if self.cps_enabled and on["cps"] and self.w["delta"] > 0 and self.prototypes_frozen(lit):
+            out["cps"] = self.w["delta"] * self._cps_loss(batch, owner, emb)
         if hasattr(lit, "log"):
             n = int(owner.numel())
             if seen:
@@ -276,6 +287,63 @@ class PoseBHBridge(Bridge):
             if len(smp):
                 b = others[idx[smp.image]]
                 res = self._contrastive(emb[b, :, smp.y, smp.x], smp.label, smp.conf, d)
+                loss = loss + self.w["beta"] * res.ppc + self.w["gamma"] * res.ppd
+            total = total + loss
+        return total
+
+    @torch.no_grad()
+    def fit_cps(self) -> int:
+        """Cluster the (frozen) prototypes into the CPS buffers; returns the chosen cluster count."""
+        from multipose.bridges.posebh.cps import fit_clusters
+
+        c = self.cfg["cps"]
+        protos, owner = fit_clusters(self.prototypes, c["clusters"], int(c["iterations"]), float(c["beta"]))
+        n = protos.shape[0]
+        self.cps_prototypes.zero_()
+        self.cps_prototypes[:n] = protos
+        self.cps_owner.fill_(-1)
+        self.cps_owner[:n] = owner
+        self.cps_count.fill_(n)
+        log.info(
+            "PoseBH CPS: %d clusters of the %d prototypes",
+            n,
+            self.prototypes.shape[0] * self.prototypes.shape[1],
+        )
+        return n
+
+    def _cps_loss(self, batch: Mapping[str, Tensor], owner: Tensor, emb: Tensor) -> Tensor:
+        if int(self.cps_count) == 0:
+            self.fit_cps()
+        n_c = int(self.cps_count)
+        cp, keypoint = self.cps_prototypes[:n_c], self.cps_owner[:n_c]
+        total = emb.new_zeros(())
+        for d in range(len(self.datasets)):
+            sel = (owner == d).nonzero(as_tuple=True)[0]
+            local = keypoint - self.offsets[d]
+            mine = ((local >= 0) & (local < self.sizes[d])).nonzero(as_tuple=True)[0]
+            if not sel.numel() or not mine.numel():
+                continue
+            k = self.sizes[d]
+            target = torch.zeros(sel.numel(), n_c, *emb.shape[-2:], device=emb.device)
+            weight = torch.zeros(sel.numel(), n_c, device=emb.device)
+            target[:, mine] = batch["heatmap"][sel, :k][:, local[mine]].float()
+            weight[:, mine] = batch["heatmap_weight"][sel, :k][:, local[mine]].float()
+            cmaps = keypoint_maps(similarity_maps(emb[sel], cp))
+            loss = self.w["alpha"] * keypoint_mse(cmaps, target, weight)
+            smp = sample_pixels(target * (weight > 0)[..., None, None], float(self.cfg["sample_threshold"]))
+            if len(smp):
+                c = self.cfg
+                res = contrastive(
+                    emb[sel[smp.image], :, smp.y, smp.x],
+                    smp.label,
+                    smp.conf,
+                    cp,
+                    0,
+                    n_c,
+                    kappa=float(c["kappa"]),
+                    iterations=int(c["sinkhorn_iterations"]),
+                    gumbel=bool(c["gumbel_assignment"]),
+                )
                 loss = loss + self.w["beta"] * res.ppc + self.w["gamma"] * res.ppd
             total = total + loss
         return total
