@@ -63,6 +63,11 @@ class Bridge(nn.Module):
         self.settings = dict(settings or {})
         self.loss_weights = dict(loss or {})
 
+    def is_frozen(self, lit: PoseLitModule, part: str) -> bool:
+        """Whether the stage schedule freezes ``bridges.<name>.<part>`` (or the whole bridge) now."""
+        frozen = getattr(lit.model, "frozen_parts", ()) or ()
+        return f"bridges.{self.name}" in frozen or f"bridges.{self.name}.{part}" in frozen
+
     # -------------------------------------------------------------- training
     def on_fit_start(self, lit: PoseLitModule) -> None:
         """Once before training (e.g. fit an autoencoder from the current heads)."""

@@ -61,12 +61,14 @@ class HeadOutputs:
     ``name``'s heatmaps ``[n_name, K_name, h, w]`` of the samples it owns, in batch order (absent when the batch
     has none); ``all[name]`` holds its heatmaps of **every** sample ``[B, K_name, h, w]`` when cross predictions
     were computed (``heads_on='all'`` or ``head_bn='batch'``), else ``all`` is None. The supervised loss reads
-    ``owned`` only, so its value and gradients do not depend on ``heads_on``.
+    ``owned`` only, so its value and gradients do not depend on ``heads_on``. ``features`` are the backbone
+    features ``[B, C, h, w]`` the heads ran on (for bridges with their own branch, e.g. PoseBH's embedding module).
     """
 
     owner: Tensor
     owned: dict[str, Tensor]
     all: dict[str, Tensor] | None
+    features: Tensor | None = None
 
     def mask(self, index: int) -> Tensor:
         """``[B]`` bool: the samples owned by dataset number ``index``."""
@@ -260,7 +262,7 @@ class PoseModel(nn.Module):
                         parts.append(head(feats[other]))
                 order = torch.argsort(torch.cat([sel, other]))
                 full[name] = torch.cat(parts).index_select(0, order)  # type: ignore[index]
-        return HeadOutputs(owner=dataset_idx, owned=owned, all=full)
+        return HeadOutputs(owner=dataset_idx, owned=owned, all=full, features=feats)
 
     def frozen_anchor(self, reference: Tensor, outputs: HeadOutputs | None = None) -> Tensor:
         """``0 * sum`` of the trainable parameters that the supervised loss of ``outputs`` does not reach (frozen

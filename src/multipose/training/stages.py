@@ -10,7 +10,8 @@ Config (``conf/stage/*.yaml``, used as ``+stage=<name>``)::
 
 ``start_epoch`` is an epoch number, or a fraction (< 1) of ``trainer.max_epochs``; before the first stage nothing
 is frozen. ``frozen`` lists model parts (:mod:`multipose.models.parts`: ``backbone``, ``experts``,
-``experts.<dataset>``, ``heads``, ``heads.<dataset>``, ...). ``losses_on`` lists the loss terms that count in the
+``experts.<dataset>``, ``heads``, ``heads.<dataset>``, ...; ``bridges.<name>[.<part>]`` for a bridge's module or
+state, e.g. ``bridges.posebh.prototypes``). ``losses_on`` lists the loss terms that count in the
 stage (``heatmap``, or ``heatmap.<dataset>`` for one dataset's supervised loss; ``null``/absent = every term);
 the LightningModule asks :func:`loss_enabled`.
 
@@ -82,6 +83,45 @@ class Stage:
 
 
 _NO_STAGE = Stage(index=-1, start_epoch=0)
+
+
+def _bridge_part_names(pl_module: Any) -> list[str]:
+    """``bridges.<name>`` and ``bridges.<name>.<child | parameter | buffer>`` of the module's bridges."""
+    out = []
+    for name, bridge in dict(getattr(pl_module, "bridges", None) or {}).items():
+        out.append(f"bridges.{name}")
+        for attr, _ in [
+            *bridge.named_children(),
+            *bridge.named_parameters(recurse=False),
+            *bridge.named_buffers(recurse=False),
+        ]:
+            out.append(f"bridges.{name}.{attr}")
+    return out
+
+
+def check_bridge_parts(pl_module: Any, names: Iterable[str], where: str) -> None:
+    """Stage entries ``bridges.<name>[.<part>]`` must name a bridge of the module (and one of its parts); a bridge
+    reads its own flag with :meth:`~multipose.bridges.base.Bridge.is_frozen` (e.g. PoseBH's prototypes stop their
+    EMA), and the stage drops the gradients of the part's parameters like those of a frozen model part."""
+    valid = _bridge_part_names(pl_module)
+    unknown = sorted(set(names) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown bridge part(s) {unknown}; this run's bridges have {valid or 'none (add +bridge=<name>)'}"
+        )
+
+
+def bridge_parameters(pl_module: Any, names: Iterable[str]) -> list:
+    """Parameters of the bridge parts among ``names`` (``bridges.<name>[.<part>]``)."""
+    wanted = [n for n in names if n.startswith("bridges.")]
+    bridges = getattr(pl_module, "bridges", None)
+    if not wanted or bridges is None:
+        return []
+    return [
+        p
+        for n, p in bridges.named_parameters(prefix="bridges")
+        if any(n == w or n.startswith(w + ".") for w in wanted)
+    ]
 
 
 def _names(value: Any, where: str) -> list[str]:
@@ -170,10 +210,15 @@ class StageSchedule(L.Callback):
         model = pl_module.model
         datasets = list(getattr(model, "dataset_names", []))
         terms = getattr(pl_module, "loss_terms", None)
+        bridges = set(dict(getattr(pl_module, "bridges", None) or {}))
         for s in self.stages:
-            check_part_names(model, s.frozen, f"stage.stages[{s.index}].frozen")
+            model_parts = [n for n in s.frozen if not n.startswith("bridges.")]
+            check_part_names(model, model_parts, f"stage.stages[{s.index}].frozen")
+            check_bridge_parts(pl_module, set(s.frozen) - set(model_parts), f"stage.stages[{s.index}].frozen")
             for entry in s.losses_on or ():
                 term, _, dataset = entry.partition(".")
+                if term in bridges:  # <bridge>.<term>: the bridge's own loss term, not a dataset
+                    continue
                 if dataset and dataset not in datasets:
                     raise ValueError(
                         f"stage.stages[{s.index}].losses_on: {entry!r} names dataset {dataset!r}, which is not in "
@@ -222,6 +267,7 @@ class StageSchedule(L.Callback):
             model.frozen_parts = stage.frozen
             pl_module.losses_on = stage.losses_on
             self._frozen_params = [p for _, p in select_parameters(model, stage.frozen)]
+            self._frozen_params += bridge_parameters(pl_module, stage.frozen)
             self._eval_modules = part_modules(model, stage.frozen) if self.eval_frozen else []
             keep = {id(m) for m in self._eval_modules}
             for module in previous:
