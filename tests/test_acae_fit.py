@@ -196,3 +196,90 @@ def test_collect_pseudo_gt_runs_every_head_into_the_union(datamodule):
     torch.testing.assert_close(run.gt[..., :2][lab], run.hidden["coco"][..., :2][lab], atol=1e-4, rtol=0)
     again = collect_pseudo_gt(model, dm, ae, pool=8, seed=0, batch_size=4)
     assert torch.equal(again.poses, pgt.poses)
+
+
+# --------------------------------------------------------------------------------------------------
+# python -m multipose.acae
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_ckpt(tiny_world, tmp_path_factory):
+    """A smoke-sized model with random weights (syn_coco + syn_mpii heads), saved as a Lightning checkpoint."""
+    import lightning as L
+
+    from multipose.lit_module import PoseLitModule
+    from multipose.train import build_model_config
+
+    tmp = tmp_path_factory.mktemp("acae_cli")
+    cfg = compose("train", ["+experiment=smoke", f"data.root={tiny_world}"])
+    dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
+    torch.manual_seed(0)
+    module = PoseLitModule(build_model_config(cfg, dm), mix=dm.describe())
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.strategy.connect(module)
+    ckpt = tmp / "model.ckpt"
+    trainer.save_checkpoint(ckpt, weights_only=True)
+    return ckpt, [f"data.root={tiny_world}", "+experiment=smoke"], dm
+
+
+def test_cli_fit_then_add_a_held_out_skeleton(smoke_ckpt, tmp_path, capsys):
+    from multipose.acae import main
+    from multipose.bridges.acae_model import load_ae
+
+    ckpt, data, dm = smoke_ckpt
+    ae_file = tmp_path / "ae.pt"
+    common = [f"ckpt_path={ckpt}", *data]
+    assert (
+        main(["fit", *common, f"out={ae_file}", "pool=8", "steps=20", "n_latent=8", "exclude=syn_mpii"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "held-out reconstruction error per joint" in printed and "residual of the oracle AE" in printed
+    coco_only = {"syn_coco": dm.skeletons["syn_coco"]}
+    ae, extra = load_ae(ae_file, expect=AffineCombiningAE.for_mix(coco_only, n_latent=8)[0])
+    assert list(ae.index_map) == ["syn_coco"] and extra["fit"]["pool"] > 0
+    assert set(extra["fit"]["heldout_per_joint"]) == set(ae.joint_names)
+
+    out = tmp_path / "ae_mpii.pt"
+    assert (
+        main(["add-skeleton", "syn_mpii", *common, f"ae={ae_file}", f"out={out}", "n=[4,8]", "iters=200"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "N=4" in printed and "N=8" in printed and "trained head" in printed and "PCKh@0.5" in printed
+    ae2, extra2 = load_ae(out, expect=ae)
+    new = extra2["extra_skeletons"]["syn_mpii"]
+    assert new["skeleton"] == "mpii" and new["weights"].shape == (8, 16) and new["instances"] == 8
+    torch.testing.assert_close(new["weights"].sum(0), torch.ones(16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ae2.reconstruction_weights(), ae.reconstruction_weights())
+
+
+def test_cli_errors_name_the_option(smoke_ckpt, tmp_path, capsys):
+    from multipose.acae import main
+
+    ckpt, data, _ = smoke_ckpt
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", f"ckpt_path={ckpt}", *data])
+    assert exc.value.code == 2 and "out=... is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"out={tmp_path / 'a.pt'}", *data])
+    assert "does not exist" in capsys.readouterr().err
+    # an AE fitted for another mix (COCO + MPII union) cannot serve one that lacks MPII
+    other, _ = AffineCombiningAE.for_mix({"syn_coco": "coco", "syn_aic": "aic"})
+    from multipose.bridges.acae_model import save_ae
+
+    save_ae(tmp_path / "other.pt", other)
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "add-skeleton",
+                "syn_mpii",
+                f"ckpt_path={ckpt}",
+                f"ae={tmp_path / 'other.pt'}",
+                f"out={tmp_path / 'b.pt'}",
+                *data,
+            ]
+        )
+    assert "syn_aic" in capsys.readouterr().err
