@@ -10,6 +10,7 @@ import torch
 from multipose.bridges.acae_model import (
     AEFileError,
     AffineCombiningAE,
+    family_aes,
     gather_union,
     load_ae,
     mix_families,
@@ -209,3 +210,13 @@ def test_ae_file_round_trip_and_mismatch_errors(tmp_path):
         load_ae(tmp_path / "junk.pt")
     with pytest.raises(AEFileError, match="not found"):
         load_ae(tmp_path / "missing.pt")
+
+
+def test_one_ae_per_family_with_more_than_one_skeleton():
+    aes = family_aes(MIX, n_latent=8)
+    assert list(aes) == ["human"]  # the animals have one skeleton: nothing to bridge
+    ae, idx = aes["human"]
+    assert set(idx) == {"syn_coco", "syn_aic", "syn_mpii", "syn_wholebody"} and ae.n_latent == 8
+    two_animals = family_aes({**MIX, "syn_animalpose": "animalpose"})
+    assert set(two_animals) == {"human", "animal"}
+    assert set(two_animals["animal"][1]) == {"syn_ap10k", "syn_animalpose"}

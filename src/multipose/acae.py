@@ -359,7 +359,7 @@ def _score(coords: Any, run: Any, dataset: Any, skel: Any) -> dict[str, float]:
 
     gt = run.gt.numpy()
     vis = gt[..., 2] > 0
-    pred = coords.double().numpy()
+    pred = coords.detach().double().cpu().numpy()
     err = np.linalg.norm(pred - gt[..., :2], axis=-1)
     out = {"mean_error": float(err[vis].mean())}
     if run.head_size is not None:

@@ -44,6 +44,7 @@ __all__ = [
     "FAMILIES",
     "MERGE_MODES",
     "PARTS",
+    "family_aes",
     "gather_union",
     "load_ae",
     "mix_families",
@@ -87,12 +88,12 @@ def tag_part(tag: str) -> str:
 
 
 def skeleton_family(skeleton: Any) -> str:
-    """The family most of a skeleton's tags belong to."""
+    """``animal`` for a skeleton with any shared quadruped tag (``animal_*``: AP-10K, Animal-Pose, whose own extra
+    tags are ``animalpose_*``), else ``human``. Every joint of a skeleton belongs to its skeleton's family."""
     from multipose.skeletons import get_skeleton
 
     tags = get_skeleton(skeleton).semantic
-    animal = sum(tag_family(t) == "animal" for t in tags)
-    return "animal" if 2 * animal > len(tags) else "human"
+    return "animal" if any(tag_family(t) == "animal" for t in tags) else "human"
 
 
 def mix_families(skeletons: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -100,6 +101,23 @@ def mix_families(skeletons: Mapping[str, Any]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for ds, skel in skeletons.items():
         out.setdefault(skeleton_family(skel), []).append(ds)
+    return out
+
+
+def family_aes(
+    skeletons: Mapping[str, Any], parts: Sequence[str] = ("body",), merge: str = "safe", **kw: Any
+) -> dict[str, tuple[AffineCombiningAE, dict[str, Tensor]]]:
+    """One ``(ae, index_map)`` per family of the mix that has at least two different skeletons (a family with one
+    skeleton has nothing to bridge and gets no AE), in :func:`mix_families` order."""
+    from multipose.skeletons import get_skeleton
+
+    out = {}
+    for family, datasets in mix_families(skeletons).items():
+        if len({get_skeleton(skeletons[d]).name for d in datasets}) < 2:
+            continue
+        out[family] = AffineCombiningAE.for_mix(
+            {d: skeletons[d] for d in datasets}, family, parts, merge, **kw
+        )
     return out
 
 
