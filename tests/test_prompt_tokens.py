@@ -23,7 +23,10 @@ def _model(ffn: str = "shared", image_mask: str = "token"):
             "overrides": {"embed_dim": 32, "depth": 2, "num_heads": 2},
         },
         "head": {"type": "classic", "deconv_filters": [16, 16]},
-        "heads": {"a": {"skeleton": "coco", "num_keypoints": 17}, "b": {"skeleton": "mpii", "num_keypoints": 16}},
+        "heads": {
+            "a": {"skeleton": "coco", "num_keypoints": 17},
+            "b": {"skeleton": "mpii", "num_keypoints": 16},
+        },
         "prompt": prompt_model_config(["coco", "mpii"], image_mask=image_mask),
     }
     torch.manual_seed(0)
@@ -134,7 +137,9 @@ def test_flip_prompt_mirrors_tags_and_x():
     tags = model.prompt.tags
     names = [tags[i] for i in flipped["prompt_tags"][0].tolist()]
     assert names[1] == "right_eye" and names[2] == "left_eye" and names[0] == "nose"
-    torch.testing.assert_close(flipped["prompt_keypoints"][..., 0], W - 1 - prompt["prompt_keypoints"][..., 0])
+    torch.testing.assert_close(
+        flipped["prompt_keypoints"][..., 0], W - 1 - prompt["prompt_keypoints"][..., 0]
+    )
 
 
 def test_model_without_prompt_tokens_refuses_a_prompt():

@@ -49,7 +49,9 @@ class PromptBridge(Bridge):
         if unknown:
             raise ValueError(f"bridge.prompt has unknown keys {unknown}; known: variants")
         if self.loss_weights:
-            raise ValueError(f"loss.prompt has weights {sorted(self.loss_weights)}, but the prompt bridge has no loss")
+            raise ValueError(
+                f"loss.prompt has weights {sorted(self.loss_weights)}, but the prompt bridge has no loss"
+            )
         chosen = tuple(self.settings.get("variants") or PROMPT_VARIANTS)
         bad = [v for v in chosen if v not in PROMPT_VARIANTS]
         if bad:
@@ -78,7 +80,9 @@ class PromptBridge(Bridge):
         for variant, keep in (("prompt", True), ("prompt_pose_only", False)):
             if variant in self.variants:
                 p = dict(prompt)
-                p["image_valid"] = torch.full((images.shape[0],), keep, dtype=torch.bool, device=images.device)
+                p["image_valid"] = torch.full(
+                    (images.shape[0],), keep, dtype=torch.bool, device=images.device
+                )
                 preds = predictor.predict(images, center, scale, heads, use_udp, prompt=p)
                 out[variant] = {h: pred.keypoints for h, pred in preds.items()}
         if "prompt_input" in self.variants:
@@ -87,7 +91,11 @@ class PromptBridge(Bridge):
 
     @staticmethod
     def prompt_as_prediction(
-        lit: PoseLitModule, prompt: Mapping[str, torch.Tensor], batch: Mapping[str, Any], dataset: str, use_udp: bool
+        lit: PoseLitModule,
+        prompt: Mapping[str, torch.Tensor],
+        batch: Mapping[str, Any],
+        dataset: str,
+        use_udp: bool,
     ) -> np.ndarray:
         """The prompt as image-pixel keypoints ``[B, K, 3]`` of ``dataset``'s skeleton (score 1 on valid joints,
         0 elsewhere); samples whose prompt is in another skeleton get all-zero scores."""

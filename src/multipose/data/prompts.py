@@ -9,7 +9,7 @@ Every sample of a dataset built with ``data.prompt`` carries fixed-size padded p
     prompt_valid     bool    [P]     False: padding, unlabelled, dropped, or the whole prompt masked
     image_valid      bool    []      False: the image modality is masked for this sample
 
-Prompt sources (``sources``: name -> weight, one drawn per sample):
+Prompt sources (``sources``: name -> weight, one drawn per sample; weight 0 = off):
 
 * ``own``: the sample's ground truth in its own skeleton, corrupted (below);
 * ``skeleton``: the joints of ``skeleton`` from the record's ``extra_gt`` (the synthetic world's hidden ground
@@ -106,7 +106,7 @@ class PromptSettings:
             raise PromptConfigError(
                 f"data.prompt.val_source={self.val_source!r}; choose from {PROMPT_SOURCES}"
             )
-        uses = set(self.sources) | {self.val_source}
+        uses = {n for n, w in self.sources.items() if float(w) > 0} | {self.val_source}
         if "skeleton" in uses:
             if not self.skeleton:
                 raise PromptConfigError(
@@ -202,6 +202,31 @@ def match_result(box: np.ndarray, candidates: Sequence[tuple], min_iou: float) -
     return best
 
 
+def pack_prompt(
+    keypoints: np.ndarray | None, tag_rows: Sequence[int], skeleton_row: int, max_tokens: int
+) -> dict[str, torch.Tensor]:
+    """One crop's padded prompt tensors from crop-pixel ``keypoints [K, 3]`` (confidence 0 = not given; None:
+    no prompt), the tag row of each joint and the prompt skeleton's row; ``image_valid`` True."""
+    kp = np.zeros((max_tokens, 3), np.float32)
+    tags = np.zeros(max_tokens, np.int64)
+    valid = np.zeros(max_tokens, bool)
+    if keypoints is not None:
+        k = len(keypoints)
+        if k > max_tokens:
+            raise ValueError(f"a prompt of {k} joints does not fit max_tokens={max_tokens}")
+        kp[:k] = keypoints
+        kp[:k, 2] = np.clip(kp[:k, 2], 0.0, 1.0)
+        tags[:k] = tag_rows
+        valid[:k] = keypoints[:, 2] > 0
+    return {
+        "prompt_keypoints": torch.from_numpy(kp),
+        "prompt_tags": torch.from_numpy(tags),
+        "prompt_skeletons": torch.full((max_tokens,), int(skeleton_row), dtype=torch.int64),
+        "prompt_valid": torch.from_numpy(valid),
+        "image_valid": torch.tensor(True),
+    }
+
+
 # ----------------------------------------------------------------------------------------------- the maker
 class PromptMaker:
     """Builds one sample's prompt tensors.
@@ -233,7 +258,7 @@ class PromptMaker:
         self.skel_row = {n: i for i, n in enumerate(layout["skeletons"])}
         self.size = float(max(input_size))
         self.p = int(max_tokens)
-        names = list(settings.sources) if train else [settings.val_source]
+        names = [n for n, w in settings.sources.items() if float(w) > 0] if train else [settings.val_source]
         weights = np.array([float(settings.sources.get(n, 1.0)) for n in names]) if train else np.ones(1)
         self.sources, self.weights = names, weights / weights.sum()
         self.results = None
@@ -294,32 +319,18 @@ class PromptMaker:
             if found is not None:
                 kp = self._to_crop(np.asarray(found), skeleton, out)
                 kp[:, 2] = np.clip(kp[:, 2], 0.0, 1.0)  # the detector's keypoint scores
-        keypoints = np.zeros((self.p, 3), np.float32)
-        tags = np.zeros(self.p, np.int64)
-        valid = np.zeros(self.p, bool)
         row = self.skel_row.get(skeleton.name)
-        if kp is not None:
-            if row is None:
-                raise PromptConfigError(
-                    f"prompt skeleton {skeleton.name!r} is not in the model's {list(self.skel_row)}"
-                )
-            k = len(kp)
-            keypoints[:k] = kp
-            tags[:k] = [self.tag_row[t] for t in skeleton.semantic]
-            valid[:k] = kp[:, 2] > 0
-        image_valid = True
+        if kp is not None and row is None:
+            raise PromptConfigError(
+                f"prompt skeleton {skeleton.name!r} is not in the model's {list(self.skel_row)}"
+            )
+        out = pack_prompt(kp, [self.tag_row[t] for t in skeleton.semantic], row or 0, self.p)
         if self.train:
             if rng.random() < self.s.prompt_mask_prob:
-                valid[:] = False
-            elif valid.any() and rng.random() < self.s.image_mask_prob:
-                image_valid = False
-        return {
-            "prompt_keypoints": torch.from_numpy(keypoints),
-            "prompt_tags": torch.from_numpy(tags),
-            "prompt_skeletons": torch.full((self.p,), 0 if row is None else row, dtype=torch.int64),
-            "prompt_valid": torch.from_numpy(valid),
-            "image_valid": torch.tensor(image_valid),
-        }
+                out["prompt_valid"][:] = False
+            elif bool(out["prompt_valid"].any()) and rng.random() < self.s.image_mask_prob:
+                out["image_valid"] = torch.tensor(False)
+        return out
 
 
 class PromptedDataset(torch.utils.data.Dataset):
