@@ -114,7 +114,10 @@ class PoseLitModule(L.LightningModule):
         return self.head_outputs(images, dataset_idx).owned
 
     def head_outputs(
-        self, images: torch.Tensor, dataset_idx: torch.Tensor, prompt: Mapping[str, torch.Tensor] | None = None
+        self,
+        images: torch.Tensor,
+        dataset_idx: torch.Tensor,
+        prompt: Mapping[str, torch.Tensor] | None = None,
     ) -> HeadOutputs:
         """Every head's heatmaps for a mixed batch (``all`` when ``model.heads_on=all``) plus the owner mask;
         ``prompt``: the batch's pose prompts (``data.prompt``), whose tokens join the image tokens."""

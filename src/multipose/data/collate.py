@@ -62,10 +62,14 @@ def collate_samples(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, tor
     for key, dtype in OPTIONAL_DTYPES.items():
         present = sum(key in s for s in samples)
         if present and present != len(samples):
-            raise ValueError(f"only {present} of {len(samples)} samples carry {key!r}; a batch needs all or none")
+            raise ValueError(
+                f"only {present} of {len(samples)} samples carry {key!r}; a batch needs all or none"
+            )
         if present:
             values = [torch.as_tensor(s[key]) for s in samples]
             if len({tuple(v.shape) for v in values}) != 1:
-                raise ValueError(f"samples disagree on the shape of {key!r} (data.prompt.max_tokens pads them)")
+                raise ValueError(
+                    f"samples disagree on the shape of {key!r} (data.prompt.max_tokens pads them)"
+                )
             batch[key] = torch.stack(values).to(dtype)
     return batch

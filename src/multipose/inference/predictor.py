@@ -69,7 +69,9 @@ class Predictor:
             from multipose.models.prompt_tokens import flip_prompt
 
             if getattr(self.model, "prompt", None) is None:
-                raise ValueError("this model has no prompt tokens (model_config.prompt); predict without a prompt")
+                raise ValueError(
+                    "this model has no prompt tokens (model_config.prompt); predict without a prompt"
+                )
             kw_flip = {"prompt": flip_prompt(prompt, images.shape[-1], self.model.prompt.mirror)}
         routed = getattr(self.model.backbone, "routed", False)
         cache: dict[int, tuple[Tensor, Tensor | None]] = {}

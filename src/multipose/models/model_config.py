@@ -317,7 +317,8 @@ def model_config_from_hydra(cfg: Any, mix: Any) -> ModelConfig:
         n: {"skeleton": mix.skeletons[n].name, "num_keypoints": mix.skeletons[n].num_keypoints} for n in names
     }
     hm = getattr(mix, "heatmap_size", None)
-    prompt = mix.prompt_layout() if hasattr(mix, "prompt_layout") else None  # pose-prompt tokens (data.prompt)
+    # pose-prompt tokens (data.prompt, multipose.models.prompt_tokens)
+    prompt = mix.prompt_layout() if hasattr(mix, "prompt_layout") else None
     return ModelConfig.from_dict(
         {
             "backbone": backbone,
