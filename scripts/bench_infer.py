@@ -8,13 +8,16 @@ For each size, in one process and on the same random input (random weights, ``to
 - ``multipose ViTPose++ merged``: a ViTPose++ model (PS-FFN, 6 experts, 6 classic heads) merged for task 0
   (``PoseModel.merge_experts``: experts folded into a dense fc2, COCO head only),
 - ``transformers VitPose``: ``VitPoseForPoseEstimation`` with the classic decoder (dense FFN),
-- ``transformers VitPose+``: the same with ``num_experts=6`` and ``part_features=C/4`` (``dataset_index`` 0).
+- ``transformers VitPose+``: the same with ``num_experts=6`` and ``part_features=C/4`` (``dataset_index`` 0),
+- with ``--prompt-joints N`` (default 17; 0: off): the multipose model with N ExtPose-style pose-prompt tokens
+  (docs/prompts.md) appended to its patch tokens, all valid (no attention mask), and with every other one masked
+  (boolean SDPA key mask; the padding is trimmed to the longest prompt of the batch, here still N).
 
 Timing: warm-up iterations, then ``--rounds`` rounds of ``--iters`` forward passes per model, the models
 interleaved round by round in a rotating order (so a noisy shared machine affects all of them alike); the best round is reported
 as images/s. The FLOPs of one forward are counted with ``torch.utils.flop_counter``; on CUDA the achieved
 FLOP/s is also given as a fraction of the peak of a large plain matmul measured in the same process and dtype.
-Transformers is needed (``pip install transformers``, the ``hf`` extra).
+Transformers is needed (``pip install transformers``, the ``hf`` extra) unless ``--no-hf`` (multipose lines only).
 """
 
 from __future__ import annotations
@@ -79,6 +82,37 @@ def build_hf(size: str, img_size: tuple[int, int], num_experts: int) -> torch.nn
     return VitPoseForPoseEstimation(cfg).eval()
 
 
+def prompt_models(mp: torch.nn.Module, args: argparse.Namespace, x: torch.Tensor) -> dict[str, Callable]:
+    """The merged model with ``--prompt-joints`` prompt tokens: all valid, and every other one masked."""
+    n = int(args.prompt_joints)
+    if n <= 0:
+        return {}
+    import copy
+
+    from multipose.models.prompt_tokens import attach_prompt_encoder, prompt_model_config
+
+    pm = copy.deepcopy(mp)
+    attach_prompt_encoder(pm, prompt_model_config(["coco"]))
+    pm.prompt.to(device=x.device, dtype=x.dtype)
+    b, (h, w) = x.shape[0], x.shape[-2:]
+    g = torch.Generator().manual_seed(0)
+    full = {
+        "prompt_keypoints": (torch.rand(b, n, 3, generator=g) * torch.tensor([w, h, 1.0])).to(x.device),
+        "prompt_tags": torch.arange(n).remainder(len(pm.prompt.tags)).expand(b, -1).to(x.device),
+        "prompt_skeletons": torch.zeros(b, n, dtype=torch.long, device=x.device),
+        "prompt_valid": torch.ones(b, n, dtype=torch.bool, device=x.device),
+    }
+    half = dict(full, prompt_valid=(torch.arange(n, device=x.device) % 2 == 0).expand(b, -1).clone())
+    half["prompt_valid"][0] = True  # one full prompt: the batch keeps all n tokens, half of them masked
+
+    def run(prompt: dict) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda t: pm.heads["coco"](
+            pm.features(t, None, {k: v[: t.shape[0]] for k, v in prompt.items()})
+        )
+
+    return {f"+ {n} prompt tokens (no mask)": run(full), f"+ {n} prompt tokens (half masked)": run(half)}
+
+
 def bench_size(size: str, args: argparse.Namespace, peak: float | None) -> None:
     device, dtype = args.device, DTYPES[args.dtype]
     img = tuple(args.img_size)
@@ -86,15 +120,18 @@ def bench_size(size: str, args: argparse.Namespace, peak: float | None) -> None:
     idx = torch.zeros(args.batch, dtype=torch.long, device=device)
 
     mp = build_multipose(size, img).to(device=device, dtype=dtype)
-    hf = build_hf(size, img, 1).to(device=device, dtype=dtype)
-    hfp = build_hf(size, img, 6).to(device=device, dtype=dtype)
     models: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
         "multipose ViTPose++ merged": lambda t: mp.heads["coco"](mp.backbone(t)),
-        "transformers VitPose": lambda t: hf(pixel_values=t).heatmaps,
-        "transformers VitPose+ (6 experts)": lambda t: (
-            hfp(pixel_values=t, dataset_index=idx[: t.shape[0]]).heatmaps
-        ),
+        **prompt_models(mp, args, x),
     }
+    hf = None
+    if args.hf:
+        hf = build_hf(size, img, 1).to(device=device, dtype=dtype)
+        hfp = build_hf(size, img, 6).to(device=device, dtype=dtype)
+        models["transformers VitPose"] = lambda t: hf(pixel_values=t).heatmaps
+        models["transformers VitPose+ (6 experts)"] = lambda t: (
+            hfp(pixel_values=t, dataset_index=idx[: t.shape[0]]).heatmaps
+        )
     flops = {name: forward_flops(fn, x[:1]) for name, fn in models.items()}
     with torch.inference_mode():
         ref = models["multipose ViTPose++ merged"](x)
@@ -114,28 +151,22 @@ def bench_size(size: str, args: argparse.Namespace, peak: float | None) -> None:
                     fn(x)
                 sync(device)
                 best[name] = max(best[name], args.batch * args.iters / (time.perf_counter() - t))
-    attn = hf.backbone.config._attn_implementation
+    attn = hf.backbone.config._attn_implementation if hf is not None else "not benchmarked"
     print(
         f"\nViTPose-{size} ({SIZES[size]}), batch {args.batch}, {img[0]}x{img[1]}, {args.dtype}, {device}, "
         f"transformers attention: {attn}"
     )
-    base = best["transformers VitPose"]
+    ref_name = "transformers VitPose" if hf is not None else "multipose ViTPose++ merged"
+    base = best[ref_name]
     for name, ips in best.items():
         gflop = flops[name] / 1e9
-        line = f"  {name:<36} {ips:9.2f} img/s  {gflop:6.1f} GFLOP/img  x{ips / base:4.2f} vs transformers VitPose"
+        line = f"  {name:<36} {ips:9.2f} img/s  {gflop:6.1f} GFLOP/img  x{ips / base:4.2f} vs {ref_name}"
         if peak:
             line += f"  {ips * flops[name] / peak:6.1%} of {args.dtype} matmul peak"
         print(line)
 
 
 def main() -> None:
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        raise SystemExit(
-            "bench_infer.py compares against Hugging Face transformers, which is not installed: "
-            'pip install -e ".[hf]" (or pip install "transformers>=4.48")'
-        ) from None
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -148,9 +179,26 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
+        "--prompt-joints", type=int, default=17, help="prompt tokens per crop (0: no prompt lines)"
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    parser.add_argument(
+        "--no-hf",
+        dest="hf",
+        action="store_false",
+        help="only the multipose lines (no transformers comparison)",
+    )
     args = parser.parse_args()
+    if args.hf:
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            raise SystemExit(
+                "bench_infer.py compares against Hugging Face transformers, which is not installed: "
+                'pip install -e ".[hf]" (or pip install "transformers>=4.48"), or run with --no-hf'
+            ) from None
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):

@@ -29,6 +29,7 @@ from multipose.losses import keypoint_mse
 from multipose.models.build import model_from_config
 from multipose.models.head_options import HeadOptions
 from multipose.models.pose_model import HeadOutputs
+from multipose.models.prompt_tokens import prompt_from_batch
 from multipose.training.stages import loss_enabled
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,15 @@ class PoseLitModule(L.LightningModule):
         """Heatmaps of every sample from its own dataset's head: ``{dataset: [n_d, K_d, h, w]}``."""
         return self.head_outputs(images, dataset_idx).owned
 
-    def head_outputs(self, images: torch.Tensor, dataset_idx: torch.Tensor) -> HeadOutputs:
-        """Every head's heatmaps for a mixed batch (``all`` when ``model.heads_on=all``) plus the owner mask."""
-        return self.model.head_outputs(images, dataset_idx, self.heads_on, self.head_bn)
+    def head_outputs(
+        self,
+        images: torch.Tensor,
+        dataset_idx: torch.Tensor,
+        prompt: Mapping[str, torch.Tensor] | None = None,
+    ) -> HeadOutputs:
+        """Every head's heatmaps for a mixed batch (``all`` when ``model.heads_on=all``) plus the owner mask;
+        ``prompt``: the batch's pose prompts (``data.prompt``), whose tokens join the image tokens."""
+        return self.model.head_outputs(images, dataset_idx, self.heads_on, self.head_bn, prompt=prompt)
 
     def loss_on(self, term: str, dataset: str | None = None) -> bool:
         """Whether loss ``term`` (of ``dataset``) counts in the current stage (``term`` or ``term.<dataset>`` in
@@ -131,7 +138,7 @@ class PoseLitModule(L.LightningModule):
         dataset weight times its batch share (``loss.reduction=batch_share``) or 1 (``per_dataset``).
         """
         if outputs is None:
-            outputs = self.head_outputs(batch["image"], batch["dataset_idx"])
+            outputs = self.head_outputs(batch["image"], batch["dataset_idx"], prompt_from_batch(batch))
         didx = outputs.owner
         total = batch["image"].new_zeros(())
         weights: dict[str, float] = {}
@@ -155,7 +162,7 @@ class PoseLitModule(L.LightningModule):
             bridge.on_fit_start(self)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        outputs = self.head_outputs(batch["image"], batch["dataset_idx"])
+        outputs = self.head_outputs(batch["image"], batch["dataset_idx"], prompt_from_batch(batch))
         total, _, _ = self.supervised_loss(batch, outputs)
         loss = float(self.loss_cfg.get("heatmap", 1.0)) * total  # stage-gated per dataset in supervised_loss
         n = batch["image"].shape[0]

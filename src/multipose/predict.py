@@ -14,6 +14,12 @@ For every selected head (``--skeleton``: a skeleton or dataset name, or ``all``)
 instance selection (re-scoring, OKS-NMS), and ``DIR/results_<skeleton>.json`` is written atomically in the COCO
 keypoint results format. ``--draw`` writes ``DIR/draw/<skeleton>/<image>.jpg`` with the poses drawn.
 An image without boxes contributes no result; a checkpoint without the skeleton is an error naming the ones it has.
+
+``--prompt RESULTS`` (models trained with ``+prompt=extpose``): a COCO keypoint results list in one skeleton
+(``--prompt-skeleton``, default: the only one of the model's prompt skeletons with that many joints) whose poses
+prompt the model (docs/prompts.md); every selected head predicts from image + prompt. Without ``--detections`` each
+prompt pose is one crop (its ``bbox``, else the box of its joints); with ``--detections`` each box takes the prompt
+pose it overlaps most (IoU >= 0.3) and a box without one is predicted from the image alone.
 """
 
 from __future__ import annotations
@@ -157,6 +163,77 @@ def load_for_inference(ckpt: str | Path, device: str = "cpu") -> tuple[Any, Any,
     return model, spec, dict(hparams.get("evaluation") or {})
 
 
+class Prompts:
+    """``--prompt``: prompt poses by image id, their crops' prompt tensors (see the module docstring)."""
+
+    def __init__(self, model: Any, poses: dict[int, list], skeleton: Any) -> None:
+        self.poses, self.skeleton = poses, skeleton
+        self.row, self.tags = model.prompt.skeleton_layout(skeleton.name)
+
+    def boxes_for(self, image_id: int, dets: list[dict] | None) -> list[dict]:
+        """``dets`` with the best-overlapping prompt pose each; without ``dets``, one box per prompt pose."""
+        from multipose.data.prompts import _box_of, match_result
+
+        poses = self.poses.get(image_id, [])
+        if dets is not None:
+            return [dict(d, prompt=match_result(np.asarray(d["bbox"]), poses, 0.3)) for d in dets]
+        out = []
+        for kp, score, box in poses:
+            box = _box_of(kp) if box is None else box
+            if box[2] > 0 and box[3] > 0:
+                out.append(
+                    {
+                        "bbox": [float(v) for v in box],
+                        "score": score,
+                        "area": float(box[2] * box[3]),
+                        "prompt": kp,
+                    }
+                )
+        return out
+
+    def pack(self, kp: np.ndarray | None, matrix: np.ndarray) -> dict[str, Any]:
+        from multipose.data.geometry import warp_points
+        from multipose.data.prompts import pack_prompt
+
+        crop = None
+        if kp is not None:
+            crop = np.array(kp, np.float32)
+            crop[:, :2] = warp_points(kp[:, :2].astype(np.float64), matrix)
+            crop[kp[:, 2] <= 0] = 0
+        return pack_prompt(crop, self.tags, self.row, self.skeleton.num_keypoints)
+
+
+def read_prompts(model: Any, path: Path, skeleton: str | None) -> Prompts:
+    """Read ``--prompt`` for a prompt-trained model (skeleton from ``--prompt-skeleton`` or the joint count)."""
+    from multipose.data.prompts import load_results
+    from multipose.skeletons import get_skeleton
+
+    encoder = getattr(model, "prompt", None)
+    if encoder is None:
+        raise SystemExit(
+            f"error: --prompt {path}: this checkpoint has no prompt tokens (train with +prompt=extpose)"
+        )
+    if skeleton is None:
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise SystemExit(f"error: --prompt {path}: cannot read it as JSON ({err})") from None
+        k = len(rows[0].get("keypoints", [])) // 3 if isinstance(rows, list) and rows else 0
+        fits = [s for s in encoder.skeletons if get_skeleton(s).num_keypoints == k]
+        if len(fits) != 1:
+            raise SystemExit(
+                f"error: --prompt {path}: poses of {k} joints; give --prompt-skeleton, one of {encoder.skeletons}"
+            )
+        skeleton = fits[0]
+    sk = get_skeleton(skeleton)
+    try:
+        encoder.skeleton_layout(sk.name)
+        poses = load_results(path, sk, "--prompt")
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    return Prompts(model, poses, sk)
+
+
 def select_heads(model: Any, spec: Any, skeleton: str) -> list[str]:
     """The heads for ``--skeleton`` (a skeleton name, a head/dataset name, or ``all``)."""
     if skeleton == "all":
@@ -180,6 +257,8 @@ def predict(
     draw_thr: float = 0.3,
     device: str = "cpu",
     progress: bool = True,
+    prompt: str | Path | None = None,
+    prompt_skeleton: str | None = None,
 ) -> dict[str, Path]:
     """Run the checkpoint on ``source``; returns ``{head: results file}`` (see the module docstring)."""
     import torch
@@ -198,6 +277,7 @@ def predict(
     predictor = Predictor(model, spec, flip_test=opts.get("flip_test", True))
     frames, total = list_frames(source)
     boxes, names = read_boxes(Path(detections) if detections else None, frames)
+    prompts = None if prompt is None else read_prompts(model, Path(prompt), prompt_skeleton)
     stream: Iterator[Frame] = iter(frames) if frames is not None else video_frames(source)
     if names:
         stream = (Frame(f.name, names.get(f.name, f.image_id), f.path, f.array) for f in stream)
@@ -220,7 +300,13 @@ def predict(
             images = torch.from_numpy(np.stack([c["image"] for c in items])).to(device)
             center = np.stack([c["center"] for c in items])
             scale = np.stack([c["scale"] for c in items])
-            for h, p in predictor.predict(images, center, scale, hs, use_udp=udp).items():
+            batch_prompt = None
+            if prompts is not None:
+                packed = [c["prompt"] for c in items]
+                batch_prompt = {k: torch.stack([q[k] for q in packed]).to(device) for k in packed[0]}
+            for h, p in predictor.predict(
+                images, center, scale, hs, use_udp=udp, prompt=batch_prompt
+            ).items():
                 found[h].append(p.keypoints)
 
     pending: dict[bool, list[dict]] = {udp: [] for udp in groups}
@@ -235,6 +321,8 @@ def predict(
                 {"bbox": [0.0, 0.0, float(w_img), float(h_img)], "score": 1.0, "area": float(w_img * h_img)}
             ]
         )
+        if prompts is not None:
+            dets = prompts.boxes_for(frame.image_id, dets if detections else None)
         if draw:
             if frame.array is not None:  # a video frame: keep it on disk, not in memory, until it is drawn
                 frame = _spill(frame, out / "draw" / ".frames")
@@ -253,7 +341,10 @@ def predict(
                 score=det["score"],
             )
             for udp, transform in transforms.items():
-                pending[udp].append(transform(image, inst, None))
+                crop = transform(image, inst, None)
+                if prompts is not None:
+                    crop["prompt"] = prompts.pack(det.get("prompt"), crop["matrix"])
+                pending[udp].append(crop)
             # OKS-NMS area = prod(scale) of the padded, aspect-fixed box (as mmpose and validation)
             scale = np.asarray(pending[udp][-1]["scale"], np.float64)
             meta.append((frame.image_id, det["score"], float(scale[0] * scale[1])))
@@ -362,6 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="crops per forward pass")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--prompt", default=None, help="COCO keypoint results whose poses prompt the model")
+    parser.add_argument("--prompt-skeleton", default=None, help="skeleton of the --prompt poses")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     predict(
@@ -375,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.draw_thr,
         args.device,
         progress=not args.no_progress,
+        prompt=args.prompt,
+        prompt_skeleton=args.prompt_skeleton,
     )
     return 0
 

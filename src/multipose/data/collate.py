@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["BATCH_DTYPES", "collate_samples"]
+__all__ = ["BATCH_DTYPES", "OPTIONAL_DTYPES", "collate_samples"]
 
 #: key -> dtype of the batch contract.
 BATCH_DTYPES: dict[str, torch.dtype] = {
@@ -27,6 +27,15 @@ BATCH_DTYPES: dict[str, torch.dtype] = {
     "ann_id": torch.int64,
     "bbox_score": torch.float32,
     "area": torch.float32,
+}
+
+#: keys stacked when every sample has them (pose prompts, :mod:`multipose.data.prompts`).
+OPTIONAL_DTYPES: dict[str, torch.dtype] = {
+    "prompt_keypoints": torch.float32,
+    "prompt_tags": torch.int64,
+    "prompt_skeletons": torch.int64,
+    "prompt_valid": torch.bool,
+    "image_valid": torch.bool,
 }
 
 
@@ -50,4 +59,17 @@ def collate_samples(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, tor
         if len(shapes) != 1:
             raise ValueError(f"samples disagree on the shape of {key!r}: {sorted(shapes)}")
         batch[key] = torch.stack(values).to(dtype)
+    for key, dtype in OPTIONAL_DTYPES.items():
+        present = sum(key in s for s in samples)
+        if present and present != len(samples):
+            raise ValueError(
+                f"only {present} of {len(samples)} samples carry {key!r}; a batch needs all or none"
+            )
+        if present:
+            values = [torch.as_tensor(s[key]) for s in samples]
+            if len({tuple(v.shape) for v in values}) != 1:
+                raise ValueError(
+                    f"samples disagree on the shape of {key!r} (data.prompt.max_tokens pads them)"
+                )
+            batch[key] = torch.stack(values).to(dtype)
     return batch

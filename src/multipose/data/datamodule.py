@@ -234,6 +234,8 @@ class MultiPoseDataModule(L.LightningDataModule):
         on_bad_image: ``error`` (stop at start-up with the list) | ``skip`` (leave them out, listed).
         invalid_boxes: ``skip`` (as mmpose; counted) | ``error`` for annotations whose box has no area.
         image_check_cache: folder for the image-check cache; ``None``: ``<root>/.multipose_cache``.
+        prompt: pose-prompt settings (:class:`multipose.data.prompts.PromptSettings`); every sample then carries
+            ``prompt_*`` tensors and the model gets prompt tokens (:meth:`prompt_layout`).
     """
 
     def __init__(
@@ -259,6 +261,7 @@ class MultiPoseDataModule(L.LightningDataModule):
         on_bad_image: str = "error",
         invalid_boxes: str = "skip",
         image_check_cache: str | os.PathLike | None = None,
+        prompt: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         from multipose.data.codecs import build_codec
@@ -330,6 +333,9 @@ class MultiPoseDataModule(L.LightningDataModule):
         self.dataset_names: list[str] = list(self.entries)
         self.skeletons = {n: get_skeleton(e.skeleton) for n, e in self.entries.items()}
         self.kmax = max(s.num_keypoints for s in self.skeletons.values())
+        from multipose.data.prompts import PromptSettings
+
+        self.prompt = PromptSettings.from_config(to_plain(prompt))
         try:
             self.codecs = {
                 n: build_codec(e.codec, self.input_size, self.heatmap_size, self.sigma)
@@ -432,7 +438,28 @@ class MultiPoseDataModule(L.LightningDataModule):
             **aug,
         )
 
+    def prompt_layout(self) -> dict[str, Any] | None:
+        """``model_config["prompt"]`` of a model trained on this mix with ``data.prompt`` (None without)."""
+        if self.prompt is None:
+            return None
+        from multipose.models.prompt_tokens import prompt_model_config
+
+        names = self.prompt.skeleton_names([s.name for s in self.skeletons.values()])
+        return prompt_model_config(names, image_mask=self.prompt.image_mask)
+
     def _dataset(self, name: str, instances: Sequence[Any], train: bool) -> TopDownDataset:
+        ds = self._plain_dataset(name, instances, train)
+        if self.prompt is None:
+            return ds
+        from multipose.data.prompts import PromptedDataset, PromptMaker
+        from multipose.skeletons import get_skeleton
+
+        layout = self.prompt_layout()
+        p = self.prompt.max_tokens or max(get_skeleton(s).num_keypoints for s in layout["skeletons"])
+        maker = PromptMaker(self.prompt, self.skeletons[name], name, layout, self.input_size, p, train)
+        return PromptedDataset(ds, maker)  # type: ignore[return-value]
+
+    def _plain_dataset(self, name: str, instances: Sequence[Any], train: bool) -> TopDownDataset:
         return TopDownDataset(
             instances,
             self.skeletons[name],

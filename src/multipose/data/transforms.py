@@ -345,4 +345,5 @@ class TopDownTransform:
             "scale": np.asarray(scale, np.float32),
             "rotation": float(rotation),
             "flipped": flipped,
+            "matrix": img_matrix,  # original image pixels -> crop pixels (flip included)
         }

@@ -5,6 +5,10 @@ Used by validation (:class:`multipose.lit_module.PoseLitModule`), by the tests a
 multipose.predict``. One call returns, for a batch of crops, every requested head's flip-averaged heatmaps and
 decoded image coordinates, which is what multi-branch voting (``evaluation.voting``) combines.
 
+Pose prompts (:mod:`multipose.models.prompt_tokens`): :meth:`Predictor.heatmaps` / :meth:`Predictor.predict` take
+an optional ``prompt`` (crop-pixel keypoints in any skeleton the model knows); every head then reads the prompted
+features. With flip test the flipped crop gets the mirrored prompt (x mirrored, tags swapped left/right).
+
 Each head runs on features computed with **its own** expert (for a routed / MoE backbone: the merged single-task
 model of that dataset); with a shared FFN the backbone runs once per batch (twice with flip test) for all heads.
 """
@@ -52,10 +56,23 @@ class Predictor:
             )
 
     @torch.no_grad()
-    def heatmaps(self, images: Tensor, heads: Sequence[str]) -> dict[str, Tensor]:
-        """``{head: [B, K, h, w]}`` for every head in ``heads``, each with its own expert, flip-tested if on."""
+    def heatmaps(
+        self, images: Tensor, heads: Sequence[str], prompt: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """``{head: [B, K, h, w]}`` for every head in ``heads``, each with its own expert, flip-tested if on;
+        ``prompt``: pose prompts of the crops (``prompt_*`` tensors), None for image-only prediction."""
         if self.model is None:
             raise RuntimeError("this Predictor was built without a model; it can only decode() heatmaps")
+        kw: dict[str, Any] = {} if prompt is None else {"prompt": prompt}
+        kw_flip = kw
+        if prompt is not None and self.flip_test:
+            from multipose.models.prompt_tokens import flip_prompt
+
+            if getattr(self.model, "prompt", None) is None:
+                raise ValueError(
+                    "this model has no prompt tokens (model_config.prompt); predict without a prompt"
+                )
+            kw_flip = {"prompt": flip_prompt(prompt, images.shape[-1], self.model.prompt.mirror)}
         routed = getattr(self.model.backbone, "routed", False)
         cache: dict[int, tuple[Tensor, Tensor | None]] = {}
         out = {}
@@ -64,8 +81,8 @@ class Predictor:
             key = index if routed else -1
             if key not in cache:
                 didx = torch.full((images.shape[0],), index, dtype=torch.long, device=images.device)
-                feats = self.model(images, didx)
-                feats_flip = self.model(images.flip(-1), didx) if self.flip_test else None
+                feats = self.model(images, didx, **kw)
+                feats_flip = self.model(images.flip(-1), didx, **kw_flip) if self.flip_test else None
                 cache[key] = (feats, feats_flip)
             feats, feats_flip = cache[key]
             head = self.model.heads[name]
@@ -90,10 +107,17 @@ class Predictor:
         return np.concatenate([img, scores[..., None]], axis=-1).astype(np.float32)
 
     def predict(
-        self, images: Tensor, center: Any, scale: Any, heads: Sequence[str], use_udp: bool
+        self,
+        images: Tensor,
+        center: Any,
+        scale: Any,
+        heads: Sequence[str],
+        use_udp: bool,
+        prompt: Mapping[str, Tensor] | None = None,
     ) -> dict[str, HeadPrediction]:
-        """Heatmaps and image-pixel keypoints of every head in ``heads`` for one batch of crops."""
-        maps = self.heatmaps(images, heads)
+        """Heatmaps and image-pixel keypoints of every head in ``heads`` for one batch of crops (prompted when
+        ``prompt`` is given)."""
+        maps = self.heatmaps(images, heads, prompt)
         return {n: HeadPrediction(h, self.decode(h, n, center, scale, use_udp)) for n, h in maps.items()}
 
     def predict_batch(

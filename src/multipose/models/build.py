@@ -29,4 +29,8 @@ def model_from_config(model_config: ModelConfig | Mapping[str, Any]) -> PoseMode
         from multipose.models.knowledge_token import attach_knowledge_tokens
 
         attach_knowledge_tokens(model, num_tokens=cfg.backbone.knowledge_tokens, trainable=False)
+    if cfg.extra.get("prompt"):
+        from multipose.models.prompt_tokens import attach_prompt_encoder
+
+        attach_prompt_encoder(model, cfg.extra["prompt"])
     return model

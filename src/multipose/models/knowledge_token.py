@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from multipose.models.vit import ViTPoseBackbone
 
@@ -91,26 +90,10 @@ class KnowledgeTokenBackbone(ViTPoseBackbone):
     def trainable(self) -> bool:
         return bool(self.knowledge_token.requires_grad)
 
-    def forward(self, x: Tensor, dataset_idx: Tensor | None = None) -> Tensor:
-        if x.ndim != 4:
-            raise ValueError(f"expected images [B, 3, H, W], got shape {tuple(x.shape)}")
-        b = x.shape[0]
-        routing = self.routing(dataset_idx, b)
-        x, (h, w) = self.tokens(x)  # patch tokens + grid position embedding
-        n = x.shape[1]
-        x = torch.cat([x, self.knowledge_token.to(x.dtype).expand(b, -1, -1)], dim=1)  # no position embedding
-        full = routing
-        if routing is not None:  # same task sort as the backbone: the token rows are identical per sample
-            x, routing = routing.sort(x), routing.sorted()
-        for blk in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(blk, x, routing, use_reentrant=False)
-            else:
-                x = blk(x, routing)
-        x = self.last_norm(x[:, :n])  # drop the knowledge tokens
-        if full is not None:
-            x = full.unsort(x)
-        return x.transpose(1, 2).reshape(b, self.embed_dim, h, w)
+    def fixed_tokens(self, batch_size: int, dtype: torch.dtype) -> Tensor:
+        """The knowledge tokens of every sample, ``[B, K, C]`` (no position embedding); the backbone's forward
+        appends them after the patch tokens (before any prompt tokens) and drops them before ``last_norm``."""
+        return self.knowledge_token.to(dtype).expand(batch_size, -1, -1)
 
     def without_token(self) -> ViTPoseBackbone:
         """The plain backbone (shared tensors, no token)."""

@@ -317,11 +317,14 @@ def model_config_from_hydra(cfg: Any, mix: Any) -> ModelConfig:
         n: {"skeleton": mix.skeletons[n].name, "num_keypoints": mix.skeletons[n].num_keypoints} for n in names
     }
     hm = getattr(mix, "heatmap_size", None)
+    # pose-prompt tokens (data.prompt, multipose.models.prompt_tokens)
+    prompt = mix.prompt_layout() if hasattr(mix, "prompt_layout") else None
     return ModelConfig.from_dict(
         {
             "backbone": backbone,
             "head": head,
             "heads": heads,
             **({"heatmap_size": list(hm)} if hm is not None else {}),
+            **({"prompt": prompt} if prompt else {}),
         }
     )

@@ -20,6 +20,10 @@ one of backbone/experts still runs the backbone with gradients; the stage schedu
 gradients before the optimiser step. :meth:`frozen_anchor` ties parameters that got no gradient into the loss
 with weight 0, so DDP (which expects every parameter that requires grad to receive one) needs no
 ``find_unused_parameters``.
+
+Pose prompts (:mod:`multipose.models.prompt_tokens`): a model built with ``model_config["prompt"]`` has
+``model.prompt`` (a :class:`~multipose.models.prompt_tokens.PromptEncoder`); every forward method takes an
+optional ``prompt`` mapping (the batch's ``prompt_*`` tensors) whose tokens join the backbone's patch tokens.
 """
 
 from __future__ import annotations
@@ -141,6 +145,8 @@ class PoseModel(nn.Module):
                 self.head_skeletons[name] = sk_name
         #: names of the parts that do not train (see the module docstring); set by the stage schedule
         self.frozen_parts: frozenset[str] = frozenset()
+        #: the pose-prompt encoder (:func:`multipose.models.prompt_tokens.attach_prompt_encoder`), or None
+        self.prompt: nn.Module | None = None
 
     # --------------------------------------------------------------- lookup
     def head_index(self, name: str) -> int:
@@ -176,12 +182,32 @@ class PoseModel(nn.Module):
         )
 
     # -------------------------------------------------------------- forward
-    def forward(self, images: Tensor, dataset_idx: Tensor | None = None) -> Tensor:
+    def features(
+        self, images: Tensor, dataset_idx: Tensor | None = None, prompt: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
+        """Backbone features, with the prompt's tokens when ``prompt`` is given."""
+        if prompt is None:
+            return self.backbone(images, dataset_idx)
+        if self.prompt is None:
+            raise ValueError(
+                "this model has no prompt tokens (model_config.prompt is not set); train it with "
+                "+prompt=extpose to use pose prompts"
+            )
+        extra = self.prompt(prompt, self.backbone, images.shape[-2:])
+        return self.backbone(images, dataset_idx, extra=extra)
+
+    def forward(
+        self, images: Tensor, dataset_idx: Tensor | None = None, prompt: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
         """Backbone features ``[B, C, h, w]`` (each sample through its own dataset's expert)."""
-        return self.backbone(images, dataset_idx)
+        return self.features(images, dataset_idx, prompt)
 
     def heatmaps(
-        self, images: Tensor, dataset_idx: Tensor | None = None, head_names: Sequence[str] | None = None
+        self,
+        images: Tensor,
+        dataset_idx: Tensor | None = None,
+        head_names: Sequence[str] | None = None,
+        prompt: Mapping[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Run the backbone once and the requested heads (default: all) on **the whole batch**.
 
@@ -193,7 +219,7 @@ class PoseModel(nn.Module):
         for n in names:
             if n not in self.heads:
                 raise KeyError(f"no head named {n!r}; heads: {', '.join(self.dataset_names)}")
-        feats = self.backbone(images, dataset_idx)
+        feats = self.features(images, dataset_idx, prompt)
         return {n: self.heads[n](feats) for n in names}
 
     def routed_heatmaps(self, images: Tensor, dataset_idx: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
@@ -219,7 +245,12 @@ class PoseModel(nn.Module):
         return torch.no_grad() if no_grad else contextlib.nullcontext()
 
     def head_outputs(
-        self, images: Tensor, dataset_idx: Tensor, heads_on: str = "own", head_bn: str = "own"
+        self,
+        images: Tensor,
+        dataset_idx: Tensor,
+        heads_on: str = "own",
+        head_bn: str = "own",
+        prompt: Mapping[str, Tensor] | None = None,
     ) -> HeadOutputs:
         """Backbone once on the mixed batch (each sample through its own expert), then the heads.
 
@@ -234,7 +265,7 @@ class PoseModel(nn.Module):
         if head_bn not in HEAD_BN:
             raise ValueError(f"model.head_bn must be one of {HEAD_BN}, got {head_bn!r}")
         with self._backbone_context():
-            feats = self.backbone(images, dataset_idx)
+            feats = self.features(images, dataset_idx, prompt)
         owned: dict[str, Tensor] = {}
         full: dict[str, Tensor] | None = {} if (heads_on == "all" or head_bn == "batch") else None
         for d, name in enumerate(self.dataset_names):
@@ -277,6 +308,10 @@ class PoseModel(nn.Module):
             absent = outputs is not None and name not in outputs.owned
             if self.is_frozen(f"heads.{name}") or absent:
                 params += [p for p in self.heads[name].parameters() if p.requires_grad]
+        if (
+            self.prompt is not None
+        ):  # a batch whose prompts are all masked leaves the encoder out of the graph
+            params += [p for p in self.prompt.parameters() if p.requires_grad]
         anchor = reference.new_zeros(())
         for p in params:
             anchor = anchor + 0.0 * p.sum()
@@ -284,14 +319,18 @@ class PoseModel(nn.Module):
 
     @torch.no_grad()
     def predict_heatmaps(
-        self, images: Tensor, skeleton: str | None = None, head: str | None = None
+        self,
+        images: Tensor,
+        skeleton: str | None = None,
+        head: str | None = None,
+        prompt: Mapping[str, Tensor] | None = None,
     ) -> Tensor:
         """Heatmaps ``[B, K, h, w]`` of one head, chosen by dataset name or skeleton name, for every image
         (the backbone routes every sample through that dataset's expert). Runs under ``no_grad``; call
         ``.eval()`` first for inference."""
         name = self.resolve_head(skeleton=skeleton, head=head)
         idx = torch.full((images.shape[0],), self.head_index(name), dtype=torch.long, device=images.device)
-        return self.heads[name](self.backbone(images, idx))
+        return self.heads[name](self.features(images, idx, prompt))
 
     # ----------------------------------------------------------------- merge
     def merge_experts(self, task: str | int) -> PoseModel:
@@ -307,6 +346,7 @@ class PoseModel(nn.Module):
         skel = {name: self.head_skeletons[name]} if name in self.head_skeletons else None
         merged = PoseModel(backbone, {name: head}, None)
         merged.head_skeletons = dict(skel or {})
+        merged.prompt = copy.deepcopy(self.prompt)
         return merged.train(self.training)
 
 

@@ -14,6 +14,13 @@ Layout (official ``mmpose/models/backbones/vit.py`` ``ViT`` and ``vit_moe.py`` `
 - ``last_norm``: LayerNorm eps 1e-6. Output: feature map ``[B, C, h, w]`` (``h = H // stride`` for the usual
   sizes; see :func:`token_grid`).
 
+Extra tokens (:class:`ExtraTokens`, e.g. ExtPose-style pose prompts built by
+:mod:`multipose.models.prompt_tokens`): appended after the patch tokens (and after any fixed tokens such as
+knowledge tokens, :meth:`ViTPoseBackbone.fixed_tokens`), attended to by every block and dropped before
+``last_norm``. Tokens marked invalid are excluded exactly: they are never attention keys (boolean SDPA mask), so
+the patch tokens' outputs and every gradient are as if they were absent. ``image_keep`` replaces the patch
+embeddings of a sample by a given token (image modality masking; the position embedding is kept).
+
 Unlike the official code, the position embedding is resized (bicubic, cls slot kept) at runtime when the token
 grid differs from the grid it was built for, and :func:`resize_pos_embed` does the same at load time.
 Official checkpoints load 1:1 after stripping ``backbone.`` and dropping the unused ``cls_token``.
@@ -22,6 +29,7 @@ Official checkpoints load 1:1 after stripping ``backbone.`` and dropping the unu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -32,7 +40,7 @@ from torch.utils.checkpoint import checkpoint
 
 from multipose.models.moe import FFN_TYPES, TaskRouting, build_ffn, merge_ffn, resolve_part_features
 
-__all__ = ["ViTPoseBackbone", "ViTPoseBlock", "PatchEmbed", "resize_pos_embed", "token_grid"]
+__all__ = ["ExtraTokens", "ViTPoseBackbone", "ViTPoseBlock", "PatchEmbed", "resize_pos_embed", "token_grid"]
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
@@ -86,6 +94,40 @@ def resize_pos_embed(
     return torch.cat([extra, grid], dim=1)
 
 
+@dataclass
+class ExtraTokens:
+    """Tokens appended to the patch tokens of a batch (see the module docstring).
+
+    ``tokens [B, P, C]``; ``valid [B, P]`` bool (False: excluded from attention exactly); ``image_keep [B]`` bool
+    or None (False: that sample's patch embeddings are replaced by ``image_token [C]``).
+    """
+
+    tokens: Tensor
+    valid: Tensor
+    image_keep: Tensor | None = None
+    image_token: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens.ndim != 3 or self.valid.shape != self.tokens.shape[:2]:
+            raise ValueError(
+                f"ExtraTokens: tokens must be [B, P, C] and valid [B, P], got {tuple(self.tokens.shape)} and "
+                f"{tuple(self.valid.shape)}"
+            )
+        if self.image_keep is not None and self.image_token is None:
+            raise ValueError("ExtraTokens: image_keep needs the image_token that replaces masked images")
+
+    def compact(self) -> ExtraTokens:
+        """The same tokens with the padding trimmed: valid tokens first, ``P`` cut to the largest number of valid
+        tokens of a sample (0 when none is valid). Exact: invalid tokens never influence the output."""
+        counts = self.valid.sum(1)
+        p = int(counts.max()) if counts.numel() else 0
+        if p == self.valid.shape[1]:
+            return self
+        order = torch.argsort((~self.valid).to(torch.int8), dim=1, stable=True)[:, :p]
+        tokens = self.tokens.gather(1, order.unsqueeze(-1).expand(-1, -1, self.tokens.shape[-1]))
+        return ExtraTokens(tokens, self.valid.gather(1, order), self.image_keep, self.image_token)
+
+
 class PatchEmbed(nn.Module):
     """Official ViTPose patch embedding: ``proj`` = Conv2d(k=patch, stride=patch//ratio, padding 4+2(ratio//2-1))."""
 
@@ -105,8 +147,10 @@ class ViTPoseBlock(Block):
     Parameter names are timm's (= official): ``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``, ``mlp.*``.
     """
 
-    def forward(self, x: Tensor, routing: TaskRouting | None = None) -> Tensor:  # type: ignore[override]
-        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
+    def forward(  # type: ignore[override]
+        self, x: Tensor, routing: TaskRouting | None = None, attn_mask: Tensor | None = None
+    ) -> Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask)))
         h = self.norm2(x)
         h = self.mlp(h, routing) if getattr(self.mlp, "routed", False) else self.mlp(h)
         return x + self.drop_path2(self.ls2(h))
@@ -158,8 +202,9 @@ class ViTPoseBackbone(nn.Module):
         grad_checkpointing: recompute each block in the backward pass (saves activation memory).
         fused_attn: use PyTorch SDPA in attention (on by default; off only for debugging).
 
-    ``forward(x [B,3,H,W], dataset_idx [B] | None) -> [B, C, h, w]``. ``dataset_idx`` is needed for the routed
-    FFNs with more than one expert and ignored by ``ffn='shared'``.
+    ``forward(x [B,3,H,W], dataset_idx [B] | None, extra: ExtraTokens | None) -> [B, C, h, w]``. ``dataset_idx``
+    is needed for the routed FFNs with more than one expert and ignored by ``ffn='shared'``; ``extra`` appends
+    tokens (pose prompts) that the blocks attend to and that are dropped before ``last_norm``.
     """
 
     def __init__(
@@ -278,31 +323,92 @@ class ViTPoseBackbone(nn.Module):
             dataset_idx.to(self.pos_embed.device), self.num_experts, batch_size
         )
 
-    def tokens(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """Patch tokens with position embedding: ``[B, h*w, C]`` and the grid (h, w)."""
+    def tokens(
+        self, x: Tensor, image_keep: Tensor | None = None, image_token: Tensor | None = None
+    ) -> tuple[Tensor, tuple[int, int]]:
+        """Patch tokens with position embedding: ``[B, h*w, C]`` and the grid (h, w). Samples with
+        ``image_keep`` False get ``image_token`` in place of their patch embeddings (position embedding kept)."""
         x = self.patch_embed(x)
         hw = (x.shape[2], x.shape[3])
         x = x.flatten(2).transpose(1, 2)
-        pos = self.pos_embed
-        if hw != self.grid_size:
-            pos = resize_pos_embed(pos, self.grid_size, hw)
-        return x + pos[:, 1:] + pos[:, :1], hw
+        if image_keep is not None:
+            masked = image_token.reshape(1, 1, -1).to(x.dtype).expand_as(x)
+            x = torch.where(image_keep.to(x.device).view(-1, 1, 1), x, masked)
+        return x + self.grid_pos_embed(hw), hw
 
-    def forward(self, x: Tensor, dataset_idx: Tensor | None = None) -> Tensor:
+    def grid_pos_embed(self, hw: tuple[int, int]) -> Tensor:
+        """The position embedding every patch token of grid ``hw`` gets: ``[1, h*w, C]`` (grid row + cls slot)."""
+        pos = self.pos_embed
+        if tuple(hw) != self.grid_size:
+            pos = resize_pos_embed(pos, self.grid_size, hw)
+        return pos[:, 1:] + pos[:, :1]
+
+    def pos_embed_at(self, points: Tensor, input_hw: Sequence[int]) -> Tensor:
+        """The position embedding at arbitrary crop points, bilinearly interpolated between token centres.
+
+        ``points [B, P, 2]`` are (x, y) in input pixels of an input of size ``input_hw`` (H, W); token ``(i, j)``
+        covers input pixels ``[j*stride - pad, j*stride - pad + patch)`` so its centre is at
+        ``j*stride - pad + (patch - 1) / 2``. Points outside the grid take the border value. Returns ``[B, P, C]``
+        (with the cls slot added, as for the patch tokens)."""
+        h, w = token_grid(input_hw, self.patch_embed.patch_size, self.patch_embed.ratio)
+        pad = patch_geometry(self.patch_embed.patch_size, self.patch_embed.ratio)[1]
+        grid = self.grid_pos_embed((h, w))  # [1, h*w, C]
+        c = grid.shape[-1]
+        fmap = grid.reshape(1, h, w, c).permute(0, 3, 1, 2).expand(points.shape[0], -1, -1, -1)
+        offset = (self.patch_embed.patch_size - 1) / 2.0 - pad
+        g = (points.to(fmap.dtype) - offset) / self.stride  # grid units
+        norm = torch.stack([g[..., 0] / max(w - 1, 1), g[..., 1] / max(h - 1, 1)], dim=-1) * 2.0 - 1.0
+        out = F.grid_sample(
+            fmap, norm.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=True
+        )
+        return out[:, :, 0].transpose(1, 2)
+
+    def fixed_tokens(self, batch_size: int, dtype: torch.dtype) -> Tensor | None:
+        """Tokens every sample carries after its patch tokens (none here; knowledge tokens in a subclass)."""
+        return None
+
+    def forward(
+        self, x: Tensor, dataset_idx: Tensor | None = None, extra: ExtraTokens | None = None
+    ) -> Tensor:
         if x.ndim != 4:
             raise ValueError(f"expected images [B, 3, H, W], got shape {tuple(x.shape)}")
         b = x.shape[0]
         routing = self.routing(dataset_idx, b)
-        x, (h, w) = self.tokens(x)
+        keep = None if extra is None else extra.image_keep
+        x, (h, w) = self.tokens(x, keep, None if extra is None else extra.image_token)
+        n = x.shape[1]
+        parts = [x]
+        fixed = self.fixed_tokens(b, x.dtype)
+        if fixed is not None:
+            parts.append(fixed)
+        mask = None
+        if extra is not None:
+            extra = extra.compact()
+            if extra.tokens.shape[1]:  # at least one valid token in the batch
+                if extra.tokens.shape[0] != b:
+                    raise ValueError(
+                        f"extra tokens are for {extra.tokens.shape[0]} samples, the batch has {b}"
+                    )
+                before = sum(t.shape[1] for t in parts)
+                parts.append(extra.tokens.to(x.dtype))
+                valid = extra.valid.to(x.device)
+                if not bool(
+                    valid.all()
+                ):  # key-padding mask; every row keeps the patch tokens, so no empty row
+                    head = valid.new_ones(b, before)
+                    mask = torch.cat([head, valid], dim=1)[:, None, None, :]
+        if len(parts) > 1:
+            x = torch.cat(parts, dim=1)
         full = routing
         if routing is not None:  # sort the batch by task once; every block then slices it contiguously
             x, routing = routing.sort(x), routing.sorted()
+            mask = None if mask is None else full.sort(mask)
         for blk in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(blk, x, routing, use_reentrant=False)
+                x = checkpoint(blk, x, routing, mask, use_reentrant=False)
             else:
-                x = blk(x, routing)
-        x = self.last_norm(x)
+                x = blk(x, routing, mask)
+        x = self.last_norm(x[:, :n])  # drop fixed and extra tokens
         if full is not None:
             x = full.unsort(x)
         return x.transpose(1, 2).reshape(b, self.embed_dim, h, w)
