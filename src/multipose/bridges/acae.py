@@ -6,8 +6,9 @@ AE per family that only measures. Both are submodules, so they are saved in the 
 
 * ``on_fit_start``: the run's own AE comes from the checkpoint when it holds a fitted one (resume), else from
   ``bridge.acae.weights`` (an AE file of ``python -m multipose.acae fit``, checked against the mix), else it is fitted from the current heads' pseudo-ground truth (``multipose.bridges.acae_fit``). The
-  reference AE likewise: checkpoint, ``bridge.acae.reference_weights``, or a fit on a second pool drawn with
-  another seed, so the measuring AE is never the regulariser itself (reference notes §8, "circularity").
+  reference AE likewise: checkpoint, ``bridge.acae.reference_weights``, or a fit on the other half of the same
+  pseudo-GT pool (disjoint instances), so the measuring AE is never the regulariser itself (reference notes §8,
+  "circularity").
 * training (``variant: output_reg``, the variant the authors shipped): every head's joints on every sample as
   differentiable coordinates (:func:`multipose.losses.coords.heatmap_coords`, input pixels / input height =
   crop-height units), ``consistency = mean |P - W_rec P|`` with the AE frozen and no stop-gradient (MeTRAbs
@@ -231,71 +232,96 @@ class ACAEBridge(Bridge):
 
     # ------------------------------------------------------------------ fitting
     def on_fit_start(self, lit: PoseLitModule) -> None:
+        """Every AE from the checkpoint, else its file, else fitted from the heads: the run's AE and the reference
+        AE of a family are fitted on the two disjoint halves of one pseudo-GT pool (rank 0, then broadcast)."""
         if not len(self.aes):
             log.warning("ACAE: no skeleton family has two skeletons in this mix; the bridge does nothing")
             return
-        self.ensure_fitted(lit, reference=False)
-        self.ensure_fitted(lit, reference=True)
+        self.load_files(reference=False)
+        self.load_files(reference=True)
+        todo = {
+            fam: [
+                r for r, flags in ((False, self.fitted), (True, self.reference_fitted)) if not bool(flags[i])
+            ]
+            for i, fam in enumerate(self.aes)
+        }
+        todo = {fam: which for fam, which in todo.items() if which}
+        if not todo:
+            return
+        trainer = getattr(lit, "_trainer", None)
+        states = None
+        if trainer is None or trainer.is_global_zero:
+            states = {
+                fam: self.fit_from_heads(
+                    lit, fam, [self.reference[fam] if r else self.aes[fam] for r in which]
+                )
+                for fam, which in todo.items()
+            }
+        if trainer is not None and trainer.world_size > 1:
+            states = trainer.strategy.broadcast(states, src=0)
+        for i, fam in enumerate(self.aes):
+            for r, state in zip(todo.get(fam, []), (states or {}).get(fam, []), strict=True):
+                (self.reference if r else self.aes)[fam].load_state_dict(state)
+                (self.reference_fitted if r else self.fitted)[i] = True
 
-    def ensure_fitted(self, lit: PoseLitModule, reference: bool) -> None:
-        """The checkpoint's fitted AE, else the configured file, else a fit from the heads (rank 0, broadcast)."""
+    def load_files(self, reference: bool) -> None:
+        """Load ``bridge.acae.weights`` (or ``reference_weights``) into the AEs not fitted yet (the checkpoint's
+        fitted AEs win: a resumed run keeps the AE it trained with)."""
         from multipose.bridges.acae_model import load_ae
 
         flags = self.reference_fitted if reference else self.fitted
         aes = self.reference if reference else self.aes
         option = "bridge.acae.reference_weights" if reference else "bridge.acae.weights"
-        what = "reference AE" if reference else "AE"
-        if bool(flags.all()):
-            log.info("ACAE: %s from the checkpoint", what)
-            return
         value = self.settings.get("reference_weights" if reference else "weights")
         files = _weight_files(value, list(aes), option) if value else {}
         for i, fam in enumerate(aes):
-            if fam in files:
+            if bool(flags[i]):
+                log.info("ACAE: %s %s from the checkpoint", fam, option.split(".")[-1])
+            elif fam in files:
                 loaded, _ = load_ae(files[fam], expect=aes[fam])
                 aes[fam].load_state_dict(loaded.state_dict())
                 flags[i] = True
-                log.info("ACAE: %s %s loaded from %s", fam, what, files[fam])
-        if bool(flags.all()):
-            return
-        seed = int(self.settings.get("seed", 0)) + (1000 if reference else 0)
-        todo = [fam for i, fam in enumerate(aes) if not bool(flags[i])]
-        trainer = lit._trainer if hasattr(lit, "_trainer") else None
-        states = None
-        if trainer is None or trainer.is_global_zero:
-            states = {fam: self.fit_from_heads(lit, fam, seed) for fam in todo}
-        if trainer is not None and trainer.world_size > 1:
-            states = trainer.strategy.broadcast(states, src=0)
-        for i, fam in enumerate(aes):
-            if fam in todo:
-                aes[fam].load_state_dict(states[fam])
-                flags[i] = True
-        log.info("ACAE: %s fitted from the heads' pseudo-ground truth (seed %d)", what, seed)
+                log.info("ACAE: %s %s loaded from %s", fam, option.split(".")[-1], files[fam])
 
-    def fit_from_heads(self, lit: PoseLitModule, family: str, seed: int) -> dict[str, Tensor]:
-        """State dict of an AE of ``family`` fitted on the current heads' pseudo-ground truth (flip test,
-        crop-height units, joints weighted by heatmap peak) of ``bridge.acae.fit_pool`` training instances."""
+    def fit_from_heads(
+        self, lit: PoseLitModule, family: str, templates: Sequence[nn.Module]
+    ) -> list[dict[str, Tensor]]:
+        """State dicts of ``templates`` (AEs of ``family`` at their initial weights) fitted on the current heads'
+        pseudo-ground truth (``acae_fit.collect_pseudo_gt``: flip test, crop-height units, joints weighted by their
+        heatmap peak): ``bridge.acae.fit_pool`` training instances per template, drawn with ``bridge.acae.seed``,
+        template ``i`` fitted on the pool's instances ``i::len(templates)`` (disjoint)."""
+        import copy
+
         from multipose.bridges import acae_fit
 
         s = self.settings
-        poses, weights = acae_fit.collect_pseudo_gt(
-            lit.model,
-            lit.trainer.datamodule,
-            self.aes[family],
-            n=int(s.get("fit_pool", 2000)),
-            seed=seed,
-            mix=lit.mix,
+        seed, k = int(s.get("seed", 0)), len(templates)
+        pool = int(s.get("fit_pool", 2000))
+        pgt = acae_fit.collect_pseudo_gt(
+            lit.model, lit.trainer.datamodule, templates[0], pool=pool * k, seed=seed
         )
-        ae, report = acae_fit.fit_acae(
-            poses,
-            weights,
-            template=self.aes[family],
-            l1=float(s.get("l1", 0.3)),
-            steps=int(s.get("fit_steps", 3000)),
-            seed=seed,
-        )
-        log.info("ACAE %s fit: %s", family, report)
-        return {k: v.detach().cpu() for k, v in ae.state_dict().items()}
+        out = []
+        for i, template in enumerate(templates):
+            ae = copy.deepcopy(template)
+            for p in ae.parameters():
+                p.requires_grad_(True)
+            result = acae_fit.fit_acae(
+                pgt.poses[i::k],
+                pgt.weights[i::k],
+                ae,
+                lam=float(s.get("l1", 0.3)),
+                steps=int(s.get("fit_steps", 3000)),
+                seed=seed + i,
+            )
+            log.info(
+                "ACAE: %s %s fitted on %d pseudo-GT poses: held-out error %.4f crop heights",
+                family,
+                "AE" if i == 0 and template is self.aes[family] else "reference AE",
+                pgt.poses[i::k].shape[0],
+                result.heldout_mean,
+            )
+            out.append({k_: v.detach().cpu() for k_, v in result.ae.state_dict().items()})
+        return out
 
     # ------------------------------------------------------------------ training
     def geometry(self, lit: PoseLitModule | None = None) -> tuple[dict[str, Tensor], float]:
