@@ -220,7 +220,7 @@ def test_ae_files_load_and_a_file_for_another_mix_is_named(tmp_path):
         fresh.load_files(reference=False)
     safe = AffineCombiningAE.for_mix({"syn_coco": "coco", "syn_mpii": "mpii"}, merge="safe", n_latent=8)[0]
     save_ae(tmp_path / "safe.pt", safe)
-    with pytest.raises(AEFileError, match=r"safe\.pt.*joints"):
+    with pytest.raises(AEFileError, match=r"bridge.acae.weights: .*safe\.pt.*joints.*merge=none"):
         _bridge(weights=str(tmp_path / "safe.pt")).load_files(reference=False)
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(AEFileError, match=r"junk\.pt: not a readable AE file"):

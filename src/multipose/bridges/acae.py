@@ -267,7 +267,7 @@ class ACAEBridge(Bridge):
     def load_files(self, reference: bool) -> None:
         """Load ``bridge.acae.weights`` (or ``reference_weights``) into the AEs not fitted yet (the checkpoint's
         fitted AEs win: a resumed run keeps the AE it trained with)."""
-        from multipose.bridges.acae_model import load_ae
+        from multipose.bridges.acae_model import AEFileError, load_ae
 
         flags = self.reference_fitted if reference else self.fitted
         aes = self.reference if reference else self.aes
@@ -278,7 +278,14 @@ class ACAEBridge(Bridge):
             if bool(flags[i]):
                 log.info("ACAE: %s %s from the checkpoint", fam, option.split(".")[-1])
             elif fam in files:
-                loaded, _ = load_ae(files[fam], expect=aes[fam])
+                try:
+                    loaded, _ = load_ae(files[fam], expect=aes[fam])
+                except AEFileError as err:
+                    meta = aes[fam].meta
+                    raise AEFileError(
+                        f"{option}: {err} (this run's AE: family {fam}, merge={meta.get('merge')}, "
+                        f"parts={meta.get('parts')}; fit the file with the same settings)"
+                    ) from None
                 aes[fam].load_state_dict(loaded.state_dict())
                 flags[i] = True
                 log.info("ACAE: %s %s loaded from %s", fam, option.split(".")[-1], files[fam])
