@@ -117,7 +117,11 @@ class Predictor:
         return {n: preds[n] for n in heads}
 
     def predict_batch(
-        self, batch: Mapping[str, Any], dataset: str, heads: Sequence[str] | None = None, project: bool = False
+        self,
+        batch: Mapping[str, Any],
+        dataset: str,
+        heads: Sequence[str] | None = None,
+        project: bool = False,
     ) -> dict[str, HeadPrediction]:
         """:meth:`predict` on a batch dict of ``dataset``'s loader (its crops' geometry); default: its own head."""
         heads = [dataset] if heads is None else list(heads)
