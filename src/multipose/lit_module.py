@@ -194,7 +194,7 @@ class PoseLitModule(L.LightningModule):
             self.mix = dm.describe()
         spec = MixSpec.from_dict(self.mix)
         self.predictor = Predictor(self.model, spec, flip_test=self.eval_cfg.get("flip_test", True))
-        variants = [v for bridge in self.bridges.values() for v in bridge.variants]
+        variants = [v for bridge in self.bridges.values() for v in bridge.variant_names(self)]
         self.evaluation = MixEvaluation(
             spec, dm.val_instances, self.eval_cfg, images=dm.val_image_ids, variants=variants
         )

@@ -1,6 +1,6 @@
 """Top-down pose prediction on images, a folder or a video with a trained checkpoint.
 
-    python -m multipose.predict CKPT INPUT --out DIR [--skeleton NAME|all] [--detections FILE] [--draw]
+    python -m multipose.predict CKPT INPUT --out DIR [--skeleton NAME|all] [--detections FILE] [--draw] [--project]
 
 ``INPUT`` is an image file, a folder of images (sorted by name) or a video (read with PyAV, the ``video`` extra).
 Boxes come from ``--detections``: a COCO results list ``[{image_id, bbox, score}, ...]`` or a COCO dataset file
@@ -14,6 +14,8 @@ For every selected head (``--skeleton``: a skeleton or dataset name, or ``all``)
 instance selection (re-scoring, OKS-NMS), and ``DIR/results_<skeleton>.json`` is written atomically in the COCO
 keypoint results format. ``--draw`` writes ``DIR/draw/<skeleton>/<image>.jpg`` with the poses drawn.
 An image without boxes contributes no result; a checkpoint without the skeleton is an error naming the ones it has.
+``--project`` (a checkpoint trained with ``+bridge=acae``) writes the confidence-weighted ACAE projection of every
+head's keypoints instead of the raw ones (:class:`multipose.bridges.acae.ACAEProjector`).
 
 ``--prompt RESULTS`` (models trained with ``+prompt=extpose``): a COCO keypoint results list in one skeleton
 (``--prompt-skeleton``, default: the only one of the model's prompt skeletons with that many joints) whose poses
@@ -257,6 +259,7 @@ def predict(
     draw_thr: float = 0.3,
     device: str = "cpu",
     progress: bool = True,
+    project: bool = False,
     prompt: str | Path | None = None,
     prompt_skeleton: str | None = None,
 ) -> dict[str, Path]:
@@ -274,7 +277,12 @@ def predict(
     source, out = Path(source), Path(out)
     model, spec, opts = load_for_inference(ckpt, device)
     heads = select_heads(model, spec, skeleton)
-    predictor = Predictor(model, spec, flip_test=opts.get("flip_test", True))
+    projector = None
+    if project:
+        from multipose.bridges.acae import projector_from_checkpoint
+
+        projector = projector_from_checkpoint(ckpt)
+    predictor = Predictor(model, spec, flip_test=opts.get("flip_test", True), projector=projector)
     frames, total = list_frames(source)
     boxes, names = read_boxes(Path(detections) if detections else None, frames)
     prompts = None if prompt is None else read_prompts(model, Path(prompt), prompt_skeleton)
@@ -305,7 +313,7 @@ def predict(
                 packed = [c["prompt"] for c in items]
                 batch_prompt = {k: torch.stack([q[k] for q in packed]).to(device) for k in packed[0]}
             for h, p in predictor.predict(
-                images, center, scale, hs, use_udp=udp, prompt=batch_prompt
+                images, center, scale, hs, use_udp=udp, project=project, prompt=batch_prompt
             ).items():
                 found[h].append(p.keypoints)
 
@@ -453,6 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="crops per forward pass")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--project", action="store_true", help="ACAE projection of the keypoints (a +bridge=acae checkpoint)"
+    )
     parser.add_argument("--prompt", default=None, help="COCO keypoint results whose poses prompt the model")
     parser.add_argument("--prompt-skeleton", default=None, help="skeleton of the --prompt poses")
     args = parser.parse_args(argv)
@@ -468,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.draw_thr,
         args.device,
         progress=not args.no_progress,
+        project=args.project,
         prompt=args.prompt,
         prompt_skeleton=args.prompt_skeleton,
     )

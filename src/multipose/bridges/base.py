@@ -89,6 +89,11 @@ class Bridge(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     # -------------------------------------------------------------- validation
+    def variant_names(self, lit: PoseLitModule) -> tuple[str, ...]:
+        """The variants scored in the coming validation (default: all of :attr:`variants`); a bridge may depend
+        on the evaluation options (``lit.eval_cfg``) or its own state."""
+        return tuple(self.variants)
+
     def validation_variants(
         self,
         lit: PoseLitModule,

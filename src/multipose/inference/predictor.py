@@ -43,12 +43,18 @@ class Predictor:
         predictor that only decodes given heatmaps (:meth:`decode`).
     mix: the mix description (:class:`MixSpec` or its dict); gives each head's codec and skeleton.
     flip_test: average each head's heatmaps with those of the horizontally flipped crop (flipped back).
+    projector: optional ACAE projection (:class:`multipose.bridges.acae.ACAEProjector`, e.g.
+        :func:`~multipose.bridges.acae.projector_from_checkpoint`); ``predict(..., project=True)`` then returns
+        every head's keypoints projected onto the AE's range (the heads sharing its AE run too).
     """
 
-    def __init__(self, model: Any, mix: MixSpec | Mapping[str, Any], flip_test: bool = True) -> None:
+    def __init__(
+        self, model: Any, mix: MixSpec | Mapping[str, Any], flip_test: bool = True, projector: Any = None
+    ) -> None:
         self.model = model
         self.mix = MixSpec.from_dict(mix)
         self.flip_test = bool(flip_test)
+        self.projector = projector
         unknown = [] if model is None else [n for n in self.mix.names if n not in model.heads]
         if unknown:
             raise ValueError(
@@ -113,20 +119,33 @@ class Predictor:
         scale: Any,
         heads: Sequence[str],
         use_udp: bool,
+        project: bool = False,
         prompt: Mapping[str, Tensor] | None = None,
     ) -> dict[str, HeadPrediction]:
         """Heatmaps and image-pixel keypoints of every head in ``heads`` for one batch of crops (prompted when
-        ``prompt`` is given)."""
-        maps = self.heatmaps(images, heads, prompt)
-        return {n: HeadPrediction(h, self.decode(h, n, center, scale, use_udp)) for n, h in maps.items()}
+        ``prompt`` is given); with ``project`` the keypoints are the ACAE projection (scores and heatmaps
+        unchanged)."""
+        if project and self.projector is None:
+            raise ValueError("predict(project=True) needs a Predictor built with an ACAE projector")
+        run = self.projector.heads_needed(heads) if project else list(heads)
+        maps = self.heatmaps(images, run, prompt)
+        preds = {n: HeadPrediction(h, self.decode(h, n, center, scale, use_udp)) for n, h in maps.items()}
+        if project:
+            projected = self.projector({n: p.keypoints for n, p in preds.items()})
+            preds = {n: HeadPrediction(p.heatmaps, projected[n]) for n, p in preds.items()}
+        return {n: preds[n] for n in heads}
 
     def predict_batch(
-        self, batch: Mapping[str, Any], dataset: str, heads: Sequence[str] | None = None
+        self,
+        batch: Mapping[str, Any],
+        dataset: str,
+        heads: Sequence[str] | None = None,
+        project: bool = False,
     ) -> dict[str, HeadPrediction]:
         """:meth:`predict` on a batch dict of ``dataset``'s loader (its crops' geometry); default: its own head."""
         heads = [dataset] if heads is None else list(heads)
         use_udp = self.mix.dataset(dataset).use_udp
-        return self.predict(batch["image"], batch["center"], batch["scale"], heads, use_udp)
+        return self.predict(batch["image"], batch["center"], batch["scale"], heads, use_udp, project)
 
     def vote(
         self, preds: Mapping[str, HeadPrediction], target: str, method: str, batch: Mapping[str, Any]

@@ -1,0 +1,540 @@
+"""ACAE inside training and evaluation (Sárándi et al., WACV 2023; reference notes §2-§4, §8).
+
+:class:`ACAEBridge` holds one affine-combining autoencoder per skeleton family with at least two skeletons in the
+mix (:class:`~multipose.bridges.acae_model.AffineCombiningAE`, built by ``for_mix``), plus a second, *reference*
+AE per family that only measures. Both are submodules, so they are saved in the checkpoint and load with it.
+
+* ``on_fit_start``: the run's own AE comes from the checkpoint when it holds a fitted one (resume), else from
+  ``bridge.acae.weights`` (an AE file of ``python -m multipose.acae fit``, checked against the mix), else it is fitted from the current heads' pseudo-ground truth (``multipose.bridges.acae_fit``). The
+  reference AE likewise: checkpoint, ``bridge.acae.reference_weights``, or a fit on the other half of the same
+  pseudo-GT pool (disjoint instances), so the measuring AE is never the regulariser itself (reference notes §8,
+  "circularity").
+* training (``variant: output_reg``, the variant the authors shipped): every head's joints on every sample as
+  differentiable coordinates (:func:`multipose.losses.coords.heatmap_coords`, input pixels / input height =
+  crop-height units), ``consistency = mean |P - W_rec P|`` with the AE frozen and no stop-gradient (MeTRAbs
+  ``--regularize-to-manifold``; ``bridge.acae.stop_gradient: true`` detaches ``W_rec P`` instead), and
+  ``aegt = |W_rec P - GT|`` on each sample's own labelled joints (GT read from the sample's target heatmaps).
+  Weights: ``loss.acae.consistency`` and ``loss.acae.aegt``.
+* validation: with ``evaluation.acae_projection: true`` the confidence-weighted projection of every head's
+  prediction onto the AE's range is scored as variant ``acae`` (``val/<ds>/acae/<metric>``, and
+  ``val/<ds>/cross/<head>/acae/...``); a dataset outside every AE family scores its raw prediction there.
+  Label-free metrics every validation: ``val/<ds>/consistency/CHD_bc`` (bias-corrected cross-head disagreement),
+  ``val/<ds>/consistency/acae_residual`` (reference AE) and ``val/<ds>/consistency/predictability``
+  (:mod:`multipose.bridges.acae_metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from multipose.bridges.acae_metrics import bias_corrected_chd, cross_head_predictability
+from multipose.bridges.base import Bridge
+
+if TYPE_CHECKING:  # pragma: no cover
+    from multipose.lit_module import PoseLitModule
+    from multipose.models.pose_model import HeadOutputs
+
+__all__ = ["ACAEBridge", "ACAEProjector", "consistency_residual", "projector_from_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("output_reg", "latent", "hybrid")
+IMPLEMENTED_VARIANTS = ("output_reg",)
+LOSS_TERMS = ("consistency", "aegt")
+
+
+def _ae_class() -> Any:
+    from multipose.bridges.acae_model import AffineCombiningAE
+
+    return AffineCombiningAE
+
+
+def union_points(
+    ae: nn.Module, index: Mapping[str, Tensor], keypoints: Mapping[str, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """``(points [B, J, 2], conf [B, J])`` in the AE's joint order from ``{head: [B, K, 3]}`` (x, y, score);
+    a union joint several heads share is their confidence-weighted mean (``acae_model.gather_union``)."""
+    from multipose.bridges.acae_model import gather_union
+
+    heads = [h for h in index if h in keypoints]
+    return gather_union(
+        {h: keypoints[h][..., :2] for h in heads},
+        {h: keypoints[h][..., 2] for h in heads},
+        {h: index[h] for h in heads},
+        ae.n_joints,
+    )
+
+
+def consistency_residual(
+    heads: Mapping[str, Tensor], index: Mapping[str, Tensor], union: Tensor, w_rec: Tensor
+) -> Tensor:
+    """``[B, sum_h K_h', 2]``: every head's joint minus the AE reconstruction of the union pose at that joint.
+
+    ``heads`` ``{head: [B, K_h, 2]}``, ``union [B, J, 2]`` (the heads gathered), ``w_rec [J, J]`` input-major.
+    With one union joint per head joint (``merge: none``) this is ``P - W_rec P`` of the reference; joints
+    outside the AE (index -1) are left out.
+    """
+    rec = torch.einsum("bjc,jk->bkc", union, w_rec.to(union))
+    parts = []
+    for h, pts in heads.items():
+        idx = index[h].to(pts.device)
+        keep = (idx >= 0).nonzero(as_tuple=True)[0]
+        parts.append(pts[:, keep].to(union) - rec[:, idx[keep]])
+    return torch.cat(parts, dim=1)
+
+
+# ----------------------------------------------------------------------------------------------- AE files
+def _weight_files(value: Any, families: Sequence[str], option: str) -> dict[str, str]:
+    """``bridge.acae.weights`` as ``{family: path}``: a mapping, or one path when the mix has one AE family."""
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(families))
+        if unknown:
+            raise ValueError(
+                f"{option} names families {unknown} that have no AE in this mix (it has {list(families)})"
+            )
+        return {str(k): str(v) for k, v in value.items() if v}
+    if len(families) != 1:
+        raise ValueError(
+            f"{option}={value}: this mix has one AE per family {list(families)}; give {{family: file}}, "
+            f"e.g. {option}={{{families[0]}: FILE, ...}}"
+        )
+    return {families[0]: str(value)}
+
+
+# ----------------------------------------------------------------------------------------------- projection
+class ACAEProjector:
+    """Confidence-weighted projection of several heads' keypoints onto the AEs' ranges.
+
+    ``families``: ``[(ae, {head: LongTensor[K_head] index into the AE's joints, -1 = not in the AE})]``.
+    """
+
+    def __init__(self, families: Sequence[tuple[nn.Module, Mapping[str, Tensor]]]) -> None:
+        self.families = [(ae, dict(index)) for ae, index in families]
+
+    def heads_needed(self, heads: Sequence[str]) -> list[str]:
+        """``heads`` plus every head that shares an AE with one of them (the projection reads them all)."""
+        out = list(heads)
+        for _, index in self.families:
+            if any(h in index for h in heads):
+                out += [h for h in index if h not in out]
+        return out
+
+    @torch.no_grad()
+    def __call__(self, keypoints: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{head: [B, K, 3]}`` (x, y, score) -> the same with ``(x, y)`` projected for every head of a family
+        whose heads are all given; other heads (and joints outside the AE) are returned unchanged."""
+        out = {h: np.array(k, np.float32, copy=True) for h, k in keypoints.items()}
+        for ae, index in self.families:
+            if not all(h in keypoints for h in index):
+                continue
+            points, conf = union_points(ae, index, {h: torch.as_tensor(keypoints[h]) for h in index})
+            projected = ae.project(points.double(), conf.double().clamp_min(1e-6)).float().numpy()
+            for h, idx in index.items():
+                keep = (idx >= 0).numpy()
+                out[h][:, keep, :2] = projected[:, idx[idx >= 0].numpy()]
+        return out
+
+
+# ----------------------------------------------------------------------------------------------- the bridge
+class ACAEBridge(Bridge):
+    """See the module docstring. Settings: ``bridge.acae`` (``conf/bridge/acae.yaml``)."""
+
+    name = "acae"
+    variants = ("acae",)
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        loss: Mapping[str, Any],
+        model_config: Mapping[str, Any],
+        mix: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(settings, loss, model_config, mix)
+        s = self.settings
+        variant = str(s.get("variant", "output_reg"))
+        if variant not in VARIANTS:
+            raise ValueError(f"bridge.acae.variant={variant!r} is unknown; choose one of {list(VARIANTS)}")
+        if variant not in IMPLEMENTED_VARIANTS:
+            raise ValueError(
+                f"bridge.acae.variant={variant!r} (a latent-point head) is not implemented yet; use output_reg "
+                "(the variant the authors shipped: output-level consistency + test-time projection)"
+            )
+        unknown = sorted(set(self.loss_weights) - set(LOSS_TERMS))
+        if unknown:
+            raise ValueError(f"loss.acae has unknown terms {unknown}; the ACAE bridge has {list(LOSS_TERMS)}")
+        self.variant = variant
+        self.stop_gradient = bool(s.get("stop_gradient", False))
+        sa = dict(s.get("soft_argmax") or {})
+        self.sa_radius, self.sa_beta = int(sa.get("radius", 3)), float(sa.get("beta", 5.0))
+        heads = dict(model_config["heads"])
+        skeletons = {d: str(h["skeleton"]) for d, h in heads.items()}
+        self.heads = list(heads)
+        cls = _ae_class()
+        kw: dict[str, Any] = {"n_latent": int(s.get("n_latent", 32))}
+        if s.get("n_latent_sided") is not None:
+            kw["n_latent_sided"] = int(s["n_latent_sided"])
+        parts = tuple(s.get("parts") or ("body",))
+        merge = str(s.get("merge", "none"))
+        seed = int(s.get("seed", 0))
+        self.aes = nn.ModuleDict()
+        self.reference = nn.ModuleDict()
+        self.index: dict[str, dict[str, Tensor]] = {}
+        from multipose.bridges.acae_model import mix_families
+
+        present = mix_families(skeletons)
+        for fam in s.get("families") or ("human", "animal"):
+            fam = str(fam)
+            if len(present.get(fam, [])) < 2:  # an AE needs two skeletons to bridge
+                continue
+            ae, index = cls.for_mix(skeletons, family=fam, parts=parts, merge=merge, seed=seed, **kw)
+            if len(index) < 2:
+                continue
+            self.aes[fam] = ae
+            self.reference[fam] = cls.for_mix(
+                skeletons, family=fam, parts=parts, merge=merge, seed=seed + 1, **kw
+            )[0]
+            self.index[fam] = {d: torch.as_tensor(i, dtype=torch.long) for d, i in index.items()}
+        for p in self.parameters():  # the AEs are fitted, never trained by the pose optimiser
+            p.requires_grad_(False)
+        self.register_buffer("fitted", torch.zeros(len(self.aes), dtype=torch.bool))
+        self.register_buffer("reference_fitted", torch.zeros(len(self.aes), dtype=torch.bool))
+        self._mix = mix
+        self._geometry: tuple[dict[str, Tensor], float] | None = None
+        self._val: dict[str, Any] = {}
+        self.reset_validation()
+
+    # ------------------------------------------------------------------ state
+    def get_extra_state(self) -> dict[str, Any]:
+        """The AEs' descriptions (joints, datasets, skeletons), checked when a checkpoint loads."""
+        return {"describe": {fam: ae.describe() for fam, ae in self.aes.items()}}
+
+    def set_extra_state(self, state: Any) -> None:
+        from multipose.bridges.acae_model import check_description
+
+        stored = dict((state or {}).get("describe", {}))
+        if sorted(stored) != sorted(self.aes):
+            raise ValueError(
+                f"checkpoint: its ACAE families {sorted(stored)} differ from this mix's {sorted(self.aes)}"
+            )
+        for fam, ae in self.aes.items():
+            check_description(stored[fam], ae.describe(), f"checkpoint ACAE ({fam})")
+
+    def projector(self, reference: bool = False) -> ACAEProjector:
+        aes = self.reference if reference else self.aes
+        return ACAEProjector([(aes[f], self.index[f]) for f in self.aes])
+
+    # ------------------------------------------------------------------ fitting
+    def on_fit_start(self, lit: PoseLitModule) -> None:
+        """Every AE from the checkpoint, else its file, else fitted from the heads: the run's AE and the reference
+        AE of a family are fitted on the two disjoint halves of one pseudo-GT pool (rank 0, then broadcast)."""
+        if not len(self.aes):
+            log.warning("ACAE: no skeleton family has two skeletons in this mix; the bridge does nothing")
+            return
+        self.load_files(reference=False)
+        self.load_files(reference=True)
+        todo = {
+            fam: [
+                r for r, flags in ((False, self.fitted), (True, self.reference_fitted)) if not bool(flags[i])
+            ]
+            for i, fam in enumerate(self.aes)
+        }
+        todo = {fam: which for fam, which in todo.items() if which}
+        if not todo:
+            return
+        trainer = getattr(lit, "_trainer", None)
+        states = None
+        if trainer is None or trainer.is_global_zero:
+            states = {
+                fam: self.fit_from_heads(
+                    lit, fam, [self.reference[fam] if r else self.aes[fam] for r in which]
+                )
+                for fam, which in todo.items()
+            }
+        if trainer is not None and trainer.world_size > 1:
+            states = trainer.strategy.broadcast(states, src=0)
+        for i, fam in enumerate(self.aes):
+            for r, state in zip(todo.get(fam, []), (states or {}).get(fam, []), strict=True):
+                (self.reference if r else self.aes)[fam].load_state_dict(state)
+                (self.reference_fitted if r else self.fitted)[i] = True
+
+    def load_files(self, reference: bool) -> None:
+        """Load ``bridge.acae.weights`` (or ``reference_weights``) into the AEs not fitted yet (the checkpoint's
+        fitted AEs win: a resumed run keeps the AE it trained with)."""
+        from multipose.bridges.acae_model import AEFileError, load_ae
+
+        flags = self.reference_fitted if reference else self.fitted
+        aes = self.reference if reference else self.aes
+        option = "bridge.acae.reference_weights" if reference else "bridge.acae.weights"
+        value = self.settings.get("reference_weights" if reference else "weights")
+        files = _weight_files(value, list(aes), option) if value else {}
+        for i, fam in enumerate(aes):
+            if bool(flags[i]):
+                log.info("ACAE: %s %s from the checkpoint", fam, option.split(".")[-1])
+            elif fam in files:
+                try:
+                    loaded, _ = load_ae(files[fam], expect=aes[fam])
+                except AEFileError as err:
+                    meta = aes[fam].meta
+                    raise AEFileError(
+                        f"{option}: {err} (this run's AE: family {fam}, merge={meta.get('merge')}, "
+                        f"parts={meta.get('parts')}; fit the file with the same settings)"
+                    ) from None
+                aes[fam].load_state_dict(loaded.state_dict())
+                flags[i] = True
+                log.info("ACAE: %s %s loaded from %s", fam, option.split(".")[-1], files[fam])
+
+    def fit_from_heads(
+        self, lit: PoseLitModule, family: str, templates: Sequence[nn.Module]
+    ) -> list[dict[str, Tensor]]:
+        """State dicts of ``templates`` (AEs of ``family`` at their initial weights) fitted on the current heads'
+        pseudo-ground truth (``acae_fit.collect_pseudo_gt``: flip test, crop-height units, joints weighted by their
+        heatmap peak): ``bridge.acae.fit_pool`` training instances per template, drawn with ``bridge.acae.seed``,
+        template ``i`` fitted on the pool's instances ``i::len(templates)`` (disjoint)."""
+        import copy
+
+        from multipose.bridges import acae_fit
+
+        s = self.settings
+        seed, k = int(s.get("seed", 0)), len(templates)
+        pool = int(s.get("fit_pool", 2000))
+        pgt = acae_fit.collect_pseudo_gt(
+            lit.model, lit.trainer.datamodule, templates[0], pool=pool * k, seed=seed
+        )
+        out = []
+        for i, template in enumerate(templates):
+            ae = copy.deepcopy(template)
+            for p in ae.parameters():
+                p.requires_grad_(True)
+            result = acae_fit.fit_acae(
+                pgt.poses[i::k],
+                pgt.weights[i::k],
+                ae,
+                lam=float(s.get("l1", 0.3)),
+                steps=int(s.get("fit_steps", 3000)),
+                seed=seed + i,
+            )
+            log.info(
+                "ACAE: %s %s fitted on %d pseudo-GT poses: held-out error %.4f crop heights",
+                family,
+                "AE" if i == 0 and template is self.aes[family] else "reference AE",
+                pgt.poses[i::k].shape[0],
+                result.heldout_mean,
+            )
+            out.append({k_: v.detach().cpu() for k_, v in result.ae.state_dict().items()})
+        return out
+
+    # ------------------------------------------------------------------ training
+    def geometry(self, lit: PoseLitModule | None = None) -> tuple[dict[str, Tensor], float]:
+        """``({head: codec stride (x, y)}, input height)`` from the mix description."""
+        if self._geometry is None:
+            from multipose.inference import MixSpec
+
+            mix = self._mix if self._mix is not None else getattr(lit, "mix", None)
+            if mix is None:
+                raise RuntimeError("ACAEBridge needs the mix description (PoseLitModule(mix=...))")
+            spec = MixSpec.from_dict(mix)
+            strides = {d: torch.as_tensor(spec.codecs[d].stride, dtype=torch.float32) for d in spec.names}
+            self._geometry = (strides, float(spec.input_size[0]))
+        return self._geometry
+
+    def head_points(
+        self, lit: PoseLitModule, heatmaps: Mapping[str, Tensor], family: str
+    ) -> dict[str, Tensor]:
+        """``{head: [B, K, 3]}``: every head of ``family`` as differentiable points in crop-height units (input
+        pixels / input height) with its heatmap peaks (detached) as the third column."""
+        from multipose.losses.coords import heatmap_coords
+
+        strides, height = self.geometry(lit)
+        out = {}
+        for h in self.index[family]:
+            xy, peak = heatmap_coords(heatmaps[h], strides[h], self.sa_radius, self.sa_beta)
+            out[h] = torch.cat([xy / height, peak[..., None].to(xy)], dim=-1)
+        return out
+
+    def training_losses(
+        self, lit: PoseLitModule, batch: Mapping[str, Tensor], outputs: HeadOutputs
+    ) -> dict[str, Tensor]:
+        w = {t: float(self.loss_weights.get(t, 0.0) or 0.0) for t in LOSS_TERMS}
+        on = {t: w[t] > 0 and lit.loss_on("acae", t) for t in LOSS_TERMS}
+        if not any(on.values()) or not len(self.aes):
+            return {}
+        if outputs.all is None:
+            raise RuntimeError("loss.acae needs every head on every sample (model.heads_on=all)")
+        if not bool(self.fitted.all()):
+            raise RuntimeError("ACAE loss before the autoencoder was fitted (on_fit_start did not run)")
+        totals = {t: batch["image"].new_zeros(()) for t in LOSS_TERMS if on[t]}
+        for fam, ae in self.aes.items():
+            kp = self.head_points(lit, outputs.all, fam)
+            index = self.index[fam]
+            union, _ = union_points(ae, index, kp)
+            union = union.to(batch["image"].dtype)
+            w_rec = ae.reconstruction_weights().detach()
+            if on["consistency"]:
+                target = union.detach() if self.stop_gradient else union
+                res = consistency_residual({h: p[..., :2] for h, p in kp.items()}, index, target, w_rec)
+                totals["consistency"] = totals["consistency"] + res.abs().mean()
+            if on["aegt"]:
+                rec = torch.einsum("bjc,jk->bkc", union, w_rec.to(union))
+                totals["aegt"] = totals["aegt"] + self._aegt(lit, batch, outputs, fam, rec)
+        return {t: w[t] * v for t, v in totals.items()}
+
+    def _aegt(
+        self, lit: PoseLitModule, batch: Mapping[str, Tensor], outputs: HeadOutputs, fam: str, rec: Tensor
+    ) -> Tensor:
+        """Mean L1 (crop-height units) between the reconstruction and each sample's own labelled joints; the GT
+        point is the windowed soft-argmax of the sample's target heatmap (no gradient)."""
+        from multipose.losses.coords import heatmap_coords
+
+        strides, height = self.geometry(lit)
+        err = rec.new_zeros(())
+        count = rec.new_zeros(())
+        for h, idx in self.index[fam].items():
+            sel = outputs.mask(self.heads.index(h)).nonzero(as_tuple=True)[0]
+            if sel.numel() == 0:
+                continue
+            k = idx.numel()
+            idx = idx.to(rec.device)
+            keep = (idx >= 0).nonzero(as_tuple=True)[0]
+            with torch.no_grad():
+                gt, _ = heatmap_coords(batch["heatmap"][sel, :k], strides[h], self.sa_radius, self.sa_beta)
+            weight = batch["heatmap_weight"][sel][:, keep].to(rec.dtype)
+            diff = (rec[sel][:, idx[keep]] - gt[:, keep].to(rec.dtype) / height).abs().sum(-1)
+            err = err + (diff * weight).sum()
+            count = count + weight.sum()
+        return err / (2.0 * count.clamp_min(1.0))
+
+    # ------------------------------------------------------------------ validation
+    def variant_names(self, lit: PoseLitModule) -> tuple[str, ...]:
+        """``("acae",)`` when ``evaluation.acae_projection`` is on and the AEs are fitted."""
+        on = bool(lit.eval_cfg.get("acae_projection", False))
+        if on and len(self.aes) and not bool(self.fitted.all()):
+            log.warning("evaluation.acae_projection: the ACAE is not fitted in this checkpoint; not scored")
+            return ()
+        return self.variants if on else ()
+
+    def reset_validation(self) -> None:
+        self._val = {"offsets": {}, "residual": {}, "points": {}}
+
+    def _family_of(self, dataset: str) -> str | None:
+        return next((f for f, index in self.index.items() if dataset in index), None)
+
+    def validation_variants(
+        self, lit: PoseLitModule, batch: Mapping[str, Any], dataset: str, predictions: Mapping[str, Any]
+    ) -> dict[str, dict[str, np.ndarray]]:
+        kp = {h: p.keypoints for h, p in predictions.items()}
+        fam = self._family_of(dataset)
+        if fam is not None and bool(self.fitted.all()):
+            missing = [h for h in self.index[fam] if h not in kp]
+            if missing:
+                extra = lit.predictor.predict_batch(batch, dataset, missing)
+                kp.update({h: p.keypoints for h, p in extra.items()})
+            self._collect(lit, fam, dataset, batch, kp)
+        if "acae" not in self.variant_names(lit):
+            return {}
+        projected = self.projector()(kp) if fam is not None else dict(kp)
+        return {"acae": {h: projected[h] for h in predictions}}
+
+    def _collect(
+        self,
+        lit: PoseLitModule,
+        fam: str,
+        dataset: str,
+        batch: Mapping[str, Any],
+        kp: Mapping[str, np.ndarray],
+    ) -> None:
+        """Pool one validation batch's inputs of the label-free metrics."""
+        from multipose.evaluation.consistency import box_size
+        from multipose.inference import MixSpec
+        from multipose.skeletons import correspondence
+
+        scale = batch["scale"]
+        sizes = box_size(scale.detach().cpu().numpy() if isinstance(scale, Tensor) else np.asarray(scale))
+        index = self.index[fam]
+        heads = {h: np.asarray(kp[h], np.float64) for h in index}
+        v = self._val
+        v["points"].setdefault(dataset, []).append(({h: p[..., :2] for h, p in heads.items()}, sizes))
+        if bool(self.reference_fitted.all()):
+            ref = self.reference[fam]
+            union, _ = union_points(ref, index, {h: torch.as_tensor(p) for h, p in heads.items()})
+            res = consistency_residual(
+                {h: torch.as_tensor(p[..., :2]) for h, p in heads.items()},
+                index,
+                union,
+                ref.reconstruction_weights().detach(),
+            )
+            v["residual"].setdefault(dataset, []).append(
+                (res.norm(dim=-1) / torch.as_tensor(sizes)[:, None]).reshape(-1).numpy()
+            )
+        skeletons = MixSpec.from_dict(self._mix if self._mix is not None else lit.mix).skeletons
+        own = heads[dataset][..., :2]
+        for h in index:
+            if h == dataset:
+                continue
+            pairs = correspondence(skeletons[dataset], skeletons[h])
+            if pairs:
+                ia, ib = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+                off = (own[:, ia] - heads[h][:, ib, :2]) / sizes[:, None, None]
+                v["offsets"].setdefault((dataset, h), []).append(off)
+
+    def validation_metrics(self, lit: PoseLitModule) -> dict[str, float]:
+        from multipose.evaluation.mix import _all_gather
+
+        gathered = _all_gather(self._val)
+        self.reset_validation()
+        merged: dict[str, dict[Any, list]] = {"offsets": {}, "residual": {}, "points": {}}
+        for part in gathered:
+            for key in merged:
+                for k, items in part[key].items():
+                    merged[key].setdefault(k, []).extend(items)
+        out: dict[str, float] = {}
+        chd: dict[str, list[float]] = {}
+        for (dataset, _h), items in merged["offsets"].items():
+            chd.setdefault(dataset, []).append(bias_corrected_chd(np.concatenate(items)))
+        for dataset, values in chd.items():
+            out[f"val/{dataset}/consistency/CHD_bc"] = float(np.nanmean(values))
+        for dataset, items in merged["residual"].items():
+            out[f"val/{dataset}/consistency/acae_residual"] = float(np.concatenate(items).mean())
+        for dataset, items in merged["points"].items():
+            sizes = np.concatenate([s for _, s in items])
+            heads = {h: np.concatenate([p[h] for p, _ in items]) for h in items[0][0]}
+            index = self.index[self._family_of(dataset)]
+            scores = [
+                cross_head_predictability(heads[a][:, index[a] >= 0], heads[b][:, index[b] >= 0], sizes)
+                for a in heads
+                for b in heads
+                if a != b
+            ]
+            if scores:
+                out[f"val/{dataset}/consistency/predictability"] = float(np.nanmean(scores))
+        return out
+
+
+def projector_from_checkpoint(ckpt: str | Path, reference: bool = False) -> ACAEProjector:
+    """The :class:`ACAEProjector` of a training checkpoint of a ``+bridge=acae`` run (its fitted AEs); an error
+    naming the file when it has none."""
+    from multipose.models.checkpoints import read_checkpoint
+
+    raw = read_checkpoint(ckpt)
+    hp = raw.get("hyper_parameters") or {}
+    settings = (hp.get("bridge") or {}).get("acae")
+    state = {
+        k[len("bridges.acae.") :]: v
+        for k, v in (raw.get("state_dict") or {}).items()
+        if k.startswith("bridges.acae.")
+    }
+    if settings is None or not state:
+        raise ValueError(
+            f"{ckpt}: this checkpoint has no ACAE; --project needs a checkpoint trained with +bridge=acae"
+        )
+    bridge = ACAEBridge(settings, {}, hp["model_config"], hp.get("mix"))
+    bridge.load_state_dict(state)
+    if not bool(bridge.fitted.all()):
+        raise ValueError(f"{ckpt}: the checkpoint's ACAE was never fitted; --project needs a fitted one")
+    return bridge.projector(reference=reference)
