@@ -33,6 +33,7 @@ from multipose.utils.compare import (
     method_name_from,
     plan_continuation,
     plan_stage0,
+    run_state,
     stage0_checkpoint,
     summarize,
 )
@@ -56,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stage0-seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=Path("logs/compare_cache"), help="stage-0 cache folder")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their commands, train nothing")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write the table of the runs finished so far (the others listed as missing)",
+    )
     return p.parse_args(argv)
 
 
@@ -71,8 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     stage0 = args.stage0
     if stage0 is None:
         plan0 = plan_stage0(args.stage0_preset, args.cache, args.stage0_seed, shared)
-        if args.dry_run:
+        if run_state(plan0) == "done":
+            stage0 = stage0_checkpoint(plan0.run_dir)
+        elif args.report_only:
+            raise ProtocolError(f"stage 0 ({plan0.run_dir}) is not trained yet: nothing to report")
+        elif args.dry_run:
             print(f"stage 0 ({args.stage0_preset}): {shlex.join(plan0.command())}")
+            print("(the continuations' run directories depend on the stage-0 checkpoint, not trained yet)")
             stage0 = Path(__file__)  # stands in for the checkpoint in the printed plan
         else:
             (result,) = execute([plan0])
@@ -92,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{plan.label}: {shlex.join(plan.command())}")
         return 0
 
-    results = execute(plans)
+    results = execute(plans, train=not args.report_only)
     rows = summarize(
         [r.metrics for r in results if r.ok and r.plan.arm == "baseline"],
         [r.metrics for r in results if r.ok and r.plan.arm == name],

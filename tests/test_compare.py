@@ -29,6 +29,7 @@ from multipose.utils.compare import (
     method_name_from,
     plan_continuation,
     plan_stage0,
+    run_lines,
     run_state,
     summarize,
 )
@@ -255,6 +256,13 @@ def test_execute_reuses_finished_runs_resumes_interrupted_ones_and_reports_failu
     assert "exit code 130" in results[2].note and "exit code 1" in results[3].note
     assert run_state(plans[2]) == "interrupted" and run_state(plans[0]) == "done"
 
+    def no_training(cmd, log_file):
+        raise AssertionError("--report-only trained")
+
+    report = execute(plans, launcher=no_training, echo=lambda s: None, train=False)
+    assert [r.status for r in report] == ["reused", "reused", "missing", "missing"]
+    assert "has not finished" in "\n".join(run_lines(report, 10))
+
     fake2 = FakeTrainer()
     results = execute(plans, launcher=fake2, echo=lambda s: None)
     assert [r.status for r in results] == ["reused", "reused", "resumed", "finished"]
@@ -275,24 +283,13 @@ def test_script_writes_tables_and_fails_loudly_with_a_failed_run(tmp_path, fake_
     finally:
         sys.path.remove(str(REPO / "scripts"))
     fake = FakeTrainer(fail={"m_seed1"})
-    monkeypatch.setattr(script, "execute", lambda plans: execute(plans, launcher=fake, echo=lambda s: None))
-    out = tmp_path / "out"
-    code = script.main(
-        [
-            "--stage0",
-            str(fake_ckpt),
-            "--method",
-            "loss.heatmap=2.0",
-            "--method-name",
-            "m",
-            "--steps",
-            "10",
-            "--epochs",
-            "2",
-            "--out",
-            str(out),
-        ]
+    monkeypatch.setattr(
+        script, "execute", lambda plans, train=True: execute(plans, fake, echo=lambda s: None, train=train)
     )
+    out = tmp_path / "out"
+    args = ["--stage0", str(fake_ckpt), "--method", "loss.heatmap=2.0", "--method-name", "m", "--steps", "10"]
+    args += ["--epochs", "2", "--out", str(out)]
+    code = script.main(args)
     assert code == 1  # a failed run makes the comparison fail, after writing the table
     md = (out / "comparison.md").read_text()
     assert "**m seed 1 failed** (exit code 1" in md
@@ -301,6 +298,11 @@ def test_script_writes_tables_and_fails_loudly_with_a_failed_run(tmp_path, fake_
     assert "| val/syn_coco/AP | 0.2050 | 0.3000 | +0.0950 | 0.0100 | — | **beyond noise** |" in md
     assert (out / "comparison.csv").read_text().startswith("section,key,")
     assert "Comparison: baseline vs m" in capsys.readouterr().out
+    # --report-only trains nothing and lists the run that has not finished
+    calls = len(fake.calls)
+    assert script.main([*args, "--report-only"]) == 1
+    assert len(fake.calls) == calls
+    assert "**m seed 1 has not finished**" in (out / "comparison.md").read_text()
 
 
 # ---------------------------------------------------------------------------------------------- training

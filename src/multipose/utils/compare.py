@@ -61,6 +61,7 @@ __all__ = [
     "method_name_from",
     "plan_continuation",
     "plan_stage0",
+    "run_lines",
     "run_state",
     "summarize",
 ]
@@ -96,18 +97,21 @@ class ProtocolError(ValueError):
 # ---------------------------------------------------------------------------------------------- identity
 
 
-def file_sha256(path: str | os.PathLike, _cache: dict = {}) -> str:  # noqa: B006 - per-process memo
-    """Content hash of a file (memoised on path, size and mtime: checkpoints are 50 MB)."""
+_SHA256_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Content hash of a file (memoised per process on path, size and mtime: checkpoints are 50 MB)."""
     p = Path(path)
     st = p.stat()
     memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if memo not in _cache:
+    if memo not in _SHA256_MEMO:
         h = hashlib.sha256()
         with p.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-        _cache[memo] = h.hexdigest()
-    return _cache[memo]
+        _SHA256_MEMO[memo] = h.hexdigest()
+    return _SHA256_MEMO[memo]
 
 
 def _override_key(override: str) -> str:
@@ -279,7 +283,7 @@ def stage0_checkpoint(run_dir: str | os.PathLike) -> Path:
 @dataclass
 class RunResult:
     plan: RunPlan
-    status: str  # reused | finished | resumed | failed | planned
+    status: str  # reused | finished | resumed | failed | missing
     returncode: int | None = None
     wall_s: float | None = None
     metrics: dict[str, Any] | None = None
@@ -349,8 +353,10 @@ def execute(
     launcher: Callable[[list[str], Path], int] = subprocess_launcher,
     python: str = sys.executable,
     echo: Callable[[str], None] = print,
+    train: bool = True,
 ) -> list[RunResult]:
-    """Run ``plans`` in order (reusing finished ones, resuming interrupted ones); never stops at a failure."""
+    """Run ``plans`` in order (reusing finished ones, resuming interrupted ones); never stops at a failure.
+    ``train=False`` trains nothing: finished runs are collected, the others reported as ``missing``."""
     results = []
     commit = _git_commit()
     for plan in plans:
@@ -358,6 +364,9 @@ def execute(
         if state == "done":
             echo(f"[compare] {plan.label}: reusing {plan.run_dir}")
             results.append(_collect(plan, "reused"))
+            continue
+        if not train:
+            results.append(RunResult(plan, "missing", note=f"not finished ({state})"))
             continue
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         resume = plan.run_dir / "checkpoints" / "last.ckpt" if state == "interrupted" else None
@@ -715,11 +724,11 @@ def run_lines(results: Sequence[RunResult], steps: int) -> list[str]:
             lines.append(f"- seed {seed}: both arms trained on identical batches (same digest)")
         else:
             lines.append(f"- seed {seed}: **the arms saw different batches** - the comparison is not paired")
-    failed = [r for r in results if not r.ok]
-    for r in failed:
-        lines.append(
-            f"- **{r.plan.label} failed** ({r.note or r.status}); its arm's means use the other seeds"
-        )
+    for r in results:
+        if r.status == "failed":
+            lines.append(f"- **{r.plan.label} failed** ({r.note}); its arm's means use the other seeds")
+        elif r.status == "missing":
+            lines.append(f"- **{r.plan.label} has not finished**; its arm's means use the other seeds")
     return lines
 
 
