@@ -740,7 +740,8 @@ def header_lines(
         f"- command: `{command}`",
         f"- date: {now}; code: {_git_commit()}",
         f"- stage 0: `{stage0}` (sha256 {file_sha256(stage0)[:12]})",
-        f"- {steps} optimiser steps per run ({epochs} epochs of {steps // epochs} batches), one validation at the end",
+        f"- {steps} optimiser steps per run ({epochs} epoch{'s' if epochs != 1 else ''} of {steps // epochs} "
+        "batches), one validation at the end",
         "",
         *run_lines(results, steps),
     ]
