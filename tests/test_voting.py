@@ -250,6 +250,7 @@ def test_validation_scores_voted_keypoints_next_to_the_heads_own(tiny_world, tmp
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=2,
+        default_root_dir=tmp_path,  # results files go to <root>/results, never into the working directory
     )
     trainer.validate(module, datamodule=dm, verbose=False)
     m = module.val_metrics

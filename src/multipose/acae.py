@@ -44,7 +44,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "family": "human",
     "parts": ["body"],
-    "merge": "safe",
+    "merge": "none",
     "exclude": [],
     "flip_test": True,
     "min_labelled": 0.5,
