@@ -422,3 +422,29 @@ def test_cps_term_is_on_only_with_frozen_prototypes_and_fits_once():
     bridge.training_losses(lit, batch, outputs)
     assert torch.equal(bridge.cps_prototypes, first)  # fitted once
     assert {"bridges.posebh.cps_prototypes", "bridges.posebh.cps_count"} <= set(lit.state_dict())
+
+
+@pytest.mark.slow
+def test_both_bridges_train_together_in_one_module(tmp_path, tiny_world):
+    """``+bridge=[acae,posebh]``: both methods' terms and variants in one run of the one LightningModule."""
+    import json
+
+    from multipose.train import train
+    from test_train import _cfg
+
+    cfg = _cfg(
+        tmp_path,
+        tiny_world,
+        [
+            "+experiment=smoke",
+            "+bridge=[acae,posebh]",
+            "bridge.posebh.deconv_filters=[16,16]",
+            "bridge.acae.fit_pool=64",
+            "bridge.acae.fit_steps=100",
+        ],
+    )
+    train(cfg)
+    metrics = json.loads(next(tmp_path.rglob("metrics.json")).read_text())
+    assert {"train/acae/consistency", "train/posebh/phm", "train/posebh/css"} <= set(metrics)
+    assert "val/syn_coco/acae/AP" in metrics and "val/syn_coco/proto/AP" in metrics
+    assert all(v == v for k, v in metrics.items() if k.startswith("train/"))  # no NaN loss term
