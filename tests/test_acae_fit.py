@@ -238,7 +238,7 @@ def test_cli_fit_then_add_a_held_out_skeleton(smoke_ckpt, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "held-out reconstruction error per joint" in printed and "residual of the oracle AE" in printed
     coco_only = {"syn_coco": dm.skeletons["syn_coco"]}
-    ae, extra = load_ae(ae_file, expect=AffineCombiningAE.for_mix(coco_only, n_latent=8)[0])
+    ae, extra = load_ae(ae_file, expect=AffineCombiningAE.for_mix(coco_only, merge="none", n_latent=8)[0])
     assert list(ae.index_map) == ["syn_coco"] and extra["fit"]["pool"] > 0
     assert set(extra["fit"]["heldout_per_joint"]) == set(ae.joint_names)
 
