@@ -334,13 +334,18 @@ class ViTPoseBackbone(nn.Module):
         if image_keep is not None:
             masked = image_token.reshape(1, 1, -1).to(x.dtype).expand_as(x)
             x = torch.where(image_keep.to(x.device).view(-1, 1, 1), x, masked)
-        return x + self.grid_pos_embed(hw), hw
+        pos = self._pos_embed_for(hw)
+        return x + pos[:, 1:] + pos[:, :1], hw  # this order of additions, bit for bit as before prompts existed
 
-    def grid_pos_embed(self, hw: tuple[int, int]) -> Tensor:
-        """The position embedding every patch token of grid ``hw`` gets: ``[1, h*w, C]`` (grid row + cls slot)."""
+    def _pos_embed_for(self, hw: tuple[int, int]) -> Tensor:
         pos = self.pos_embed
         if tuple(hw) != self.grid_size:
             pos = resize_pos_embed(pos, self.grid_size, hw)
+        return pos
+
+    def grid_pos_embed(self, hw: tuple[int, int]) -> Tensor:
+        """The position embedding every patch token of grid ``hw`` gets: ``[1, h*w, C]`` (grid row + cls slot)."""
+        pos = self._pos_embed_for(hw)
         return pos[:, 1:] + pos[:, :1]
 
     def pos_embed_at(self, points: Tensor, input_hw: Sequence[int]) -> Tensor:
