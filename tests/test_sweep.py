@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from conftest import REPO
+from multipose.report.sweep_callback import SweepSummary
 from multipose.utils.cli import RunInterrupted
 from multipose.utils.sweep import (
     FAILURE_FILE,
-    SweepSummary,
     check_swept_keys,
     read_sweep,
     run_job,

@@ -31,7 +31,7 @@ def _stand_in(tmp_path: Path) -> str:
 
 def test_every_run_has_the_sweep_summary_callback():
     cfg = compose("train", [], return_hydra_config=True)
-    assert cfg.hydra.callbacks.sweep_summary._target_ == "multipose.utils.sweep.SweepSummary"
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "multipose.report.sweep_callback.SweepSummary"
 
 
 def test_posebh_optuna_searches_log_uniform_ranges_around_the_papers_weights(tmp_path):

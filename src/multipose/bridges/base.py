@@ -25,7 +25,9 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover
-    from multipose.lit_module import PoseLitModule
+    # the host is multipose.lit_module.PoseLitModule, which imports this module: name its base class here
+    from lightning import LightningModule as PoseLitModule
+
     from multipose.models.pose_model import HeadOutputs
 
 __all__ = ["BRIDGES", "Bridge", "bridge_class", "build_bridges"]

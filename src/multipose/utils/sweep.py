@@ -7,7 +7,7 @@
 * :func:`read_sweep` reads a multirun directory: each job's overrides (``.hydra/overrides.yaml``), its status,
   final metrics (``metrics.json``) and the validation history of its CSV log (for the best values).
 * :func:`write_summary` writes ``sweep_summary.csv`` and ``sweep_summary.md`` (swept keys -> final and best
-  metrics, failed jobs marked) into the multirun directory; :class:`SweepSummary` is the Hydra callback
+  metrics, failed jobs marked) into the multirun directory; :class:`multipose.report.sweep_callback.SweepSummary` is the Hydra callback
   (``hydra.callbacks`` in ``conf/hydra/default.yaml``) that does it at the end of every multirun, and
   ``python -m multipose.utils.sweep <multirun dir>`` does it by hand (e.g. for a sweep that was killed).
 
@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.experimental.callback import Callback
 
 from multipose.utils.run import write_json_atomic, write_text_atomic
 
@@ -38,7 +37,6 @@ __all__ = [
     "FAILURE_FILE",
     "Job",
     "Sweep",
-    "SweepSummary",
     "in_multirun",
     "lower_is_better",
     "read_sweep",
@@ -463,54 +461,6 @@ def check_swept_keys(config: Any, keys: Iterable[str]) -> None:
                 f"the sweep varies {key}, but the {parts[1]} bridge is off: add +bridge={parts[1]} "
                 f"(or an experiment that turns it on) to the command line"
             )
-
-
-class SweepSummary(Callback):
-    """Hydra callback (``hydra.callbacks.sweep_summary``): before a multirun, checks that swept bridge loss
-    weights have their bridge; after it, writes and prints the sweep summary and (``report: true``) the
-    offline HTML report ``report.html``. Never fails the sweep at its end: a problem is logged."""
-
-    def __init__(self, report: bool = True) -> None:
-        self.report = bool(report)
-
-    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        hydra_cfg = config.get("hydra") or {}
-        keys = [str(k) for k in ((hydra_cfg.get("sweeper") or {}).get("params") or {})]
-        keys += [
-            p[0] for p in map(_parse_override, (hydra_cfg.get("overrides") or {}).get("task") or []) if p
-        ]
-        check_swept_keys(config, keys)
-        # the basic sweeper saves the multirun config; others (Optuna) do not: read_sweep needs its sweeper params
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        if not (sweep_dir / "multirun.yaml").is_file():
-            from omegaconf import OmegaConf
-
-            sweep_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
-
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        try:
-            sweep, csv_path, md_path = write_summary(sweep_dir)
-        except Exception:  # noqa: BLE001 - the jobs' own results are already on disk
-            log.exception("could not write the sweep summary of %s", sweep_dir)
-            return
-        print(summary_markdown(sweep), flush=True)
-        log.info("sweep summary: %s, %s", md_path, csv_path)
-        if sweep.failed:
-            log.warning(
-                "%d of %d jobs did not finish: %s (see job_failed.json in their run directories)",
-                len(sweep.failed),
-                len(sweep.jobs),
-                ", ".join(str(j.num) for j in sweep.failed),
-            )
-        if self.report:
-            try:
-                from multipose.report import write_report
-
-                log.info("sweep report: %s", write_report(sweep_dir))
-            except Exception:  # noqa: BLE001
-                log.exception("could not write the HTML report of %s", sweep_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
