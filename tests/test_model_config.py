@@ -72,6 +72,18 @@ def test_round_trip_and_plain_containers():
     assert json.loads(json.dumps(d)) == d  # plain containers only
 
 
+def test_conv_stem_round_trips_and_builds():
+    cfg = compose("train", ["+experiment=smoke", "backbone.stem=conv"])
+    mc = model_config_from_hydra(cfg, _mix(cfg))
+    d = mc.to_dict()
+    assert d["backbone"]["stem"] == "conv" and ModelConfig.from_dict(d) == mc
+    assert type(model_from_config(d).backbone.patch_embed).__name__ == "ConvStem"
+    plain = model_config_from_hydra(compose("train", ["+experiment=smoke"]), _mix(cfg)).to_dict()
+    assert "stem" not in plain["backbone"]  # checkpoints of the official layout are written as before
+    with pytest.raises(ModelConfigError, match="backbone.stem='vgg'"):
+        ModelConfig.from_dict({**d, "backbone": {**d["backbone"], "stem": "vgg"}})
+
+
 def test_old_lightning_checkpoint_loads(tmp_path):
     """A Lightning checkpoint whose hyper-parameters hold today's dict loads as a pose model."""
     from multipose.models.loading import load_pose_model

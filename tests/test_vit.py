@@ -234,3 +234,48 @@ def test_registry_overrides():
         build_backbone("vit_tiny", depth=1, ffn="shared", part_features=8)
     with pytest.raises(ValueError, match="ffn"):
         build_backbone("vit_tiny", depth=1, ffn="moe")
+
+
+# ---------------------------------------------------------------- convolutional stem (backbone.stem=conv)
+
+
+def _receptive_centre(embed: torch.nn.Module, size: tuple[int, int], i: int, j: int) -> tuple[float, float]:
+    """(x, y) centroid of the input pixels that token (i, j) of ``embed`` depends on, with every weight set to
+    a positive constant (so the centroid is the geometric centre of the receptive field)."""
+    embed = embed.eval()
+    with torch.no_grad():
+        for p in embed.parameters():
+            p.fill_(0.01)
+    x = torch.ones(1, 3, *size, requires_grad=True)
+    embed(x)[0, :, i, j].sum().backward()
+    g = x.grad.abs().sum(1)[0]
+    ys, xs = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+    return float((g * xs).sum() / g.sum()), float((g * ys).sum() / g.sum())
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_token_centres_are_where_pos_embed_at_puts_them(stem):
+    bb = build_backbone("vit_tiny", img_size=(128, 96), stem=stem)
+    assert bb.grid_size == (8, 6)
+    assert bb(torch.randn(2, 3, 128, 96)).shape == (2, 192, 8, 6)
+    i, j = 4, 3  # an interior token: its receptive field is not cut by the image border
+    cx, cy = _receptive_centre(bb.patch_embed, (128, 96), i, j)
+    offset = bb.patch_embed.centre_offset
+    assert (cx, cy) == pytest.approx((j * 16 + offset, i * 16 + offset), abs=1e-3)
+    # pos_embed_at reads the grid's embedding exactly at the token centres
+    pts = torch.tensor([[[jj * 16 + offset, ii * 16 + offset] for ii in range(8) for jj in range(6)]])
+    torch.testing.assert_close(bb.pos_embed_at(pts, (128, 96)), bb.grid_pos_embed((8, 6)), atol=1e-6, rtol=1e-5)
+
+
+def test_conv_stem_layout_and_errors():
+    bb = build_backbone("vit_tiny", img_size=(120, 90), stem="conv")
+    assert bb.grid_size == (8, 6)  # ceil(120 / 16), ceil(90 / 16)
+    assert bb(torch.randn(1, 3, 120, 90)).shape[-2:] == (8, 6)
+    widths = [m.out_channels for m in bb.patch_embed.convs if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [24, 48, 96, 192]  # 4 stride-2 layers for stride 16, doubling up to the width
+    assert bb.config["stem"] == "conv"
+    assert "stem" not in build_backbone("vit_tiny", img_size=(128, 96)).config  # the official layout is unchanged
+    with pytest.raises(ValueError, match="stem='conv'.*ratio=2"):
+        build_backbone("vit_tiny", img_size=(128, 96), stem="conv", ratio=2)
+    with pytest.raises(ValueError, match="unknown stem 'cnn'"):
+        build_backbone("vit_tiny", img_size=(128, 96), stem="cnn")

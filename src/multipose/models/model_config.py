@@ -7,7 +7,7 @@ file)::
 
     backbone: {name: vit_base, ffn: shared|ps|independent|shared_independent, num_experts: 6,
                part_features: 192|null, img_size: [256, 192], ratio: 1, drop_path_rate: 0.3,
-               grad_checkpointing: false, knowledge_tokens: 0,
+               grad_checkpointing: false, knowledge_tokens: 0, stem: patch|conv (written when conv),
                overrides: {embed_dim, depth, num_heads, mlp_ratio, qkv_bias, patch_size}}   # beat the named size
     head:     {type: classic|classic_fp|simple|minimal, deconv_filters: [256, 256], final_kernel: 1}
     heads:    {coco: {skeleton: coco, num_keypoints: 17}, ...}                           # mix order = expert order
@@ -79,10 +79,15 @@ class BackboneConfig:
     drop_path_rate: float | None = None  # None: the backbone's default (0)
     grad_checkpointing: bool = False
     knowledge_tokens: int = 0
+    stem: str = "patch"  # patch (official) | conv (multipose.models.vit.ConvStem)
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from multipose.models.registry import list_backbones
+        from multipose.models.vit import STEMS
+
+        if self.stem not in STEMS:
+            raise ModelConfigError(f"model_config.backbone.stem={self.stem!r} is unknown; one of {list(STEMS)}")
 
         if self.name not in list_backbones():
             raise ModelConfigError(
@@ -114,6 +119,8 @@ class BackboneConfig:
             kw["num_experts"] = int(self.num_experts)
         if self.ffn == "ps" and self.part_features is not None:
             kw["part_features"] = int(self.part_features)
+        if self.stem != "patch":
+            kw["stem"] = self.stem
         kw.update(self.overrides)
         return kw
 
@@ -196,6 +203,8 @@ class ModelConfig:
         }
         if bb.knowledge_tokens:
             backbone["knowledge_tokens"] = int(bb.knowledge_tokens)
+        if bb.stem != "patch":  # older checkpoints (and the official layout) have no stem key
+            backbone["stem"] = bb.stem
         out: dict[str, Any] = {
             "backbone": backbone,
             "head": self.head.to_dict() if self.heads else {},
@@ -254,13 +263,14 @@ class ModelConfig:
             drop_path_rate=None if dpr is None else float(dpr),
             grad_checkpointing=bool(bb.pop("grad_checkpointing", False)),
             knowledge_tokens=int(bb.pop("knowledge_tokens", 0) or 0),
+            stem=str(bb.pop("stem", "patch") or "patch"),
             overrides=overrides,
         )
         bb.pop("part_features", None)
         if bb:
             raise ModelConfigError(
                 f"model_config.backbone has unknown keys {sorted(bb)}; known: name, ffn, num_experts, part_features, "
-                f"img_size, ratio, drop_path_rate, grad_checkpointing, knowledge_tokens, overrides"
+                f"img_size, ratio, drop_path_rate, grad_checkpointing, knowledge_tokens, stem, overrides"
             )
         head_d = dict(d.get("head") or {"type": "classic"})
         filters = head_d.pop("deconv_filters", None)

@@ -134,11 +134,59 @@ class PatchEmbed(nn.Module):
     def __init__(self, in_chans: int, embed_dim: int, patch_size: int = 16, ratio: int = 1) -> None:
         super().__init__()
         stride, pad = patch_geometry(patch_size, ratio)
-        self.patch_size, self.ratio = patch_size, ratio
+        self.patch_size, self.ratio, self.stride = patch_size, ratio, stride
+        # token (i, j) covers input pixels [j*stride - pad, j*stride - pad + patch): its centre, in pixels, is
+        # j*stride + centre_offset
+        self.centre_offset = (patch_size - 1) / 2.0 - pad
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=stride, padding=pad)
+
+    def grid(self, img_size: Sequence[int]) -> tuple[int, int]:
+        return token_grid(img_size, self.patch_size, self.ratio)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(x)
+
+
+class ConvStem(nn.Module):
+    """Convolutional stem (Xiao et al., "Early Convolutions Help Transformers See Better", NeurIPS 2021): a stack of
+    3x3 stride-2 convolutions with BatchNorm + ReLU, channels doubling up to ``embed_dim``, then a 1x1 projection to
+    ``embed_dim``. ``log2(patch_size)`` stride-2 layers give the same token stride as the patch embedding.
+
+    A documented departure from plain ViTPose, meant for ViTs trained from scratch on little data (the CPU default
+    run); the ViTPose / ViTPose++ recipes keep ``stem: patch`` so that official and MAE weights load. Token (i, j)
+    is centred on input pixel (j*stride, i*stride) (every 3x3/stride-2/pad-1 layer centres output k on input 2k),
+    and the grid is ``ceil(H / stride) x ceil(W / stride)``.
+    """
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int = 16) -> None:
+        super().__init__()
+        layers = patch_size.bit_length() - 1
+        if patch_size < 2 or 2**layers != patch_size:
+            raise ValueError(f"stem='conv' needs a power-of-two patch_size, got {patch_size}")
+        widths = [max(embed_dim >> (layers - 1 - i), 8) for i in range(layers)]  # ..., C/4, C/2, C
+        convs: list[nn.Module] = []
+        c_in = in_chans
+        for c_out in widths:
+            convs += [
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+            c_in = c_out
+        self.convs = nn.Sequential(*convs)
+        self.proj = nn.Conv2d(c_in, embed_dim, kernel_size=1)
+        self.patch_size, self.ratio, self.stride = patch_size, 1, patch_size
+        self.centre_offset = 0.0
+
+    def grid(self, img_size: Sequence[int]) -> tuple[int, int]:
+        h, w = _pair(img_size)
+        return -(-h // self.stride), -(-w // self.stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(self.convs(x))
+
+
+STEMS = ("patch", "conv")
 
 
 class ViTPoseBlock(Block):
@@ -226,8 +274,13 @@ class ViTPoseBackbone(nn.Module):
         ddp_safe: bool = True,
         grad_checkpointing: bool = False,
         fused_attn: bool = True,
+        stem: str = "patch",
     ) -> None:
         super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
+        if stem == "conv" and ratio != 1:
+            raise ValueError(f"stem='conv' has stride patch_size; it does not take ratio={ratio} (use ratio=1)")
         if ffn not in FFN_TYPES:
             raise ValueError(f"unknown ffn {ffn!r}; choose one of {', '.join(FFN_TYPES)}")
         if embed_dim % num_heads:
@@ -257,13 +310,18 @@ class ViTPoseBackbone(nn.Module):
             grad_checkpointing=grad_checkpointing,
             fused_attn=fused_attn,
         )
+        if stem != "patch":  # the official layout's config stays as it was
+            self.config["stem"] = stem
         self.img_size, self.embed_dim, self.depth, self.num_heads = img_size, embed_dim, depth, num_heads
         self.ffn, self.num_experts, self.part_features = ffn, num_experts, part_features
-        self.stride = patch_geometry(patch_size, ratio)[0]
-        self.grid_size = token_grid(img_size, patch_size, ratio)
         self.grad_checkpointing = grad_checkpointing
 
-        self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size, ratio)
+        if stem == "conv":
+            self.patch_embed: nn.Module = ConvStem(in_chans, embed_dim, patch_size)
+        else:
+            self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size, ratio)
+        self.stride = self.patch_embed.stride
+        self.grid_size = self.patch_embed.grid(img_size)
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], embed_dim))
         dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # timm / official rule
         mlp_layer = _ffn_layer(ffn, num_experts, part_features, ddp_safe)
@@ -351,17 +409,15 @@ class ViTPoseBackbone(nn.Module):
     def pos_embed_at(self, points: Tensor, input_hw: Sequence[int]) -> Tensor:
         """The position embedding at arbitrary crop points, bilinearly interpolated between token centres.
 
-        ``points [B, P, 2]`` are (x, y) in input pixels of an input of size ``input_hw`` (H, W); token ``(i, j)``
-        covers input pixels ``[j*stride - pad, j*stride - pad + patch)`` so its centre is at
-        ``j*stride - pad + (patch - 1) / 2``. Points outside the grid take the border value. Returns ``[B, P, C]``
+        ``points [B, P, 2]`` are (x, y) in input pixels of an input of size ``input_hw`` (H, W); token ``(i, j)`` is
+        centred at ``(j*stride + centre_offset, i*stride + centre_offset)`` (patch embedding: the centre of the
+        pixels ``[j*stride - pad, j*stride - pad + patch)``; conv stem: ``j*stride``). Points outside the grid take the border value. Returns ``[B, P, C]``
         (with the cls slot added, as for the patch tokens)."""
-        h, w = token_grid(input_hw, self.patch_embed.patch_size, self.patch_embed.ratio)
-        pad = patch_geometry(self.patch_embed.patch_size, self.patch_embed.ratio)[1]
+        h, w = self.patch_embed.grid(input_hw)
         grid = self.grid_pos_embed((h, w))  # [1, h*w, C]
         c = grid.shape[-1]
         fmap = grid.reshape(1, h, w, c).permute(0, 3, 1, 2).expand(points.shape[0], -1, -1, -1)
-        offset = (self.patch_embed.patch_size - 1) / 2.0 - pad
-        g = (points.to(fmap.dtype) - offset) / self.stride  # grid units
+        g = (points.to(fmap.dtype) - self.patch_embed.centre_offset) / self.stride  # grid units
         norm = torch.stack([g[..., 0] / max(w - 1, 1), g[..., 1] / max(h - 1, 1)], dim=-1) * 2.0 - 1.0
         out = F.grid_sample(
             fmap, norm.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=True
