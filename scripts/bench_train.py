@@ -4,11 +4,20 @@
     python scripts/bench_train.py backbone=vit_base data.input_size=[256,192] data.heatmap_size=[64,48] \
         head=classic --batch 32 --device cuda --precision bf16
     python scripts/bench_train.py --head-bn compare      # model.head_bn own vs batch, side by side
+    python scripts/bench_train.py --real                 # + the real default run's loop, loader included
+    python scripts/bench_train.py --real --steps 60 trainer.precision=bf16-mixed    # any train.py override
 
 Measures, on random inputs shaped like the configured data: the FLOPs of one training step (forward + backward,
 counted by torch.utils.flop_counter), samples/s of full steps (forward, loss, backward, AdamW step), and the peak
 of a plain square matmul in the same process and dtype; prints achieved FLOP/s as a fraction of that peak.
 Model compute only: data loading is measured by scripts/bench_data.py.
+
+``--real`` adds, next to that model-only figure, the real training loop of ``python -m multipose.train`` with
+the same overrides (real data module and workers, augmentation, LightningModule, loss, optimiser, logger and
+callbacks), run as a subprocess for ``--real-skip`` + ``--steps`` steps without validation; the first
+``--real-skip`` steps (worker start-up, first-batch allocation) are not timed. The synthetic world is generated
+first if it is missing (not timed). Overrides for both: ``paths.data_root=...``, ``trainer.precision=bf16-mixed``,
+``data.num_workers=2``, ``backbone.stem=conv``; ``--precision bf16`` sets the model-only side.
 """
 
 from __future__ import annotations
@@ -37,6 +46,10 @@ def main() -> None:
         default="own",
         help="model.head_bn: heads on their own samples or on the whole batch; compare = both, side by side",
     )
+    parser.add_argument(
+        "--real", action="store_true", help="also time the real training loop (loader included)"
+    )
+    parser.add_argument("--real-skip", type=int, default=20, help="untimed warm-up steps of the real loop")
     args = parser.parse_args()
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -122,6 +135,46 @@ def main() -> None:
             f"model.head_bn: own {t_own * 1e3:.1f} ms/step ({f_own / 1e9:.2f} GFLOP), batch {t_batch * 1e3:.1f} "
             f"ms/step ({f_batch / 1e9:.2f} GFLOP); batch/own time ratio {t_batch / t_own:.2f}"
         )
+
+    if args.real:
+        real = real_loop(args.overrides, args.steps, args.real_skip)
+        print(
+            f"real loop (python -m multipose.train, loader + logging + callbacks): {real['s_per_step'] * 1e3:.1f} "
+            f"ms/step, {real['samples_per_s']:.1f} samples/s over {real['steps']} steps; model-only / real time "
+            f"ratio {real['s_per_step'] / dt:.2f}"
+        )
+
+
+def real_loop(overrides: list[str], steps: int, skip: int) -> dict:
+    """Run ``python -m multipose.train`` with ``overrides`` for ``skip + steps`` steps (no validation, run dir in
+    a temporary folder) and return what :class:`multipose.utils.bench.StepTimer` measured."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        cmd = [
+            sys.executable,
+            "-m",
+            "multipose.train",
+            *overrides,
+            f"trainer.max_steps={skip + steps + 1}",
+            "trainer.check_val_every_n_epoch=100000",
+            "validate=false",
+            "print_config=false",
+            "+callbacks.step_timer._target_=multipose.utils.bench.StepTimer",
+            f"+callbacks.step_timer.skip={skip}",
+            f"hydra.run.dir={tmp}/run",
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        result = Path(tmp, "run", "step_timer.json")
+        if done.returncode or not result.is_file():
+            raise SystemExit(
+                f"bench_train --real: the training run failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
+            )
+        return json.loads(result.read_text())
 
 
 if __name__ == "__main__":
