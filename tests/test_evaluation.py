@@ -179,6 +179,30 @@ def test_uniform_shift_lowers_ap_as_oks_predicts(skeleton, target):
         assert m["AP75"] == 0.0
 
 
+def test_coco_evaluator_reports_box_pck_beside_ap():
+    """PCK@0.1 of ground-truth-box predictions: a joint counts when its error is under 0.1 x the box's longer
+    side (250 px here); unlabelled joints are left out; off with pck_thr=None and for detections."""
+    gt = make_gt(COCO, sizes=[(150.0, 250.0)], with_crowd=False)  # joint 0 unlabelled, joint 1 occluded
+    pred = preds_from(gt)
+    pred[:, 2:9, 0] += 24.0  # 7 labelled joints just inside 25 px
+    pred[:, 9:13, 1] += 26.0  # 4 labelled joints just outside
+    ev = build_evaluator("coco", "syn", gt, COCO)
+    feed(ev, gt, pred)
+    assert ev.compute()["PCK@0.1"] == pytest.approx(12.0 / 16.0)  # 16 labelled joints, 4 misses
+    off = build_evaluator("coco", "syn", gt, COCO, pck_thr=None)
+    feed(off, gt, pred)
+    assert "PCK@0.1" not in off.compute()
+    det = build_evaluator("coco", "syn", gt, COCO)
+    det.update(
+        pred,
+        image_ids=np.array([i.image_id for i in gt]),
+        ann_ids=np.array([i.ann_id + 1000 for i in gt]),  # not ground-truth instances: detections
+        bbox_scores=np.ones(len(gt), np.float32),
+        areas=np.array([i.bbox[2] * i.bbox[3] for i in gt], np.float32),
+    )
+    assert "PCK@0.1" not in det.compute()
+
+
 def test_empty_predictions_give_zero_ap_and_empty_gt_is_an_error():
     gt = make_gt(COCO)
     m = build_evaluator("coco", "syn", gt, COCO).compute()

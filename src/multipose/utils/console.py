@@ -67,8 +67,15 @@ def print_summary(metrics: Mapping[str, float], primary: Mapping[str, str], metr
     table.add_column("dataset")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    # box-normalised PCK beside OKS AP: it reads the same under every skeleton's sigmas (AIC's and
+    # COCO-WholeBody's official sigmas make their AP much stricter than COCO's)
+    pck = {d: metrics.get(f"val/{d}/PCK@0.1") for d, m, _ in rows if m != "PCK@0.1"}
+    with_pck = any(v is not None for v in pck.values())
+    if with_pck:
+        table.add_column("PCK@0.1", justify="right")
     for dataset, metric, value in rows:
-        table.add_row(dataset, metric, f"{value:.4f}")
+        extra = [] if not with_pck else ["" if pck.get(dataset) is None else f"{float(pck[dataset]):.4f}"]
+        table.add_row(dataset, metric, f"{value:.4f}", *extra)
     if "val/score" in metrics:
         table.add_row("[bold]score[/]", "mean of the above", f"{float(metrics['val/score']):.4f}")
     Console().print(table)
