@@ -50,7 +50,7 @@ def main() -> None:
         "--real", action="store_true", help="also time the real training loop (loader included)"
     )
     parser.add_argument("--real-skip", type=int, default=20, help="untimed warm-up steps of the real loop")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
 
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -160,7 +160,7 @@ def real_loop(overrides: list[str], steps: int, skip: int) -> dict:
             "-m",
             "multipose.train",
             *overrides,
-            f"trainer.max_steps={skip + steps + 1}",
+            f"++trainer.max_steps={skip + steps + 1}",
             "trainer.check_val_every_n_epoch=100000",
             "validate=false",
             "print_config=false",

@@ -4,6 +4,7 @@ quiet console, and every experiment x callbacks x logger combination."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -543,4 +544,24 @@ def test_images_skipped_under_on_bad_image_skip_are_listed_in_metrics_json(tmp_p
         len(metrics["data/skipped_image_files"]) == 1
         and victim.name in metrics["data/skipped_image_files"][0]
     )
+    assert isinstance(metrics["val/syn_coco/AP"], float)
+
+
+# ----------------------------------------------------------------------------------------------- weight EMA
+def test_ema_callbacks_validate_store_and_serve_the_averaged_weights(tmp_path, tiny_world):
+    """`callbacks=ema`: the averaged weights are the checkpoint's state_dict (what eval, predict and init_from
+    load); the raw weights stay in current_model_state for resuming."""
+    from multipose.models.loading import load_pose_model
+    from multipose.train import train
+
+    cfg = _cfg(tmp_path, tiny_world, [*SMOKE, "trainer.max_epochs=2", "callbacks=ema", "callbacks.ema.decay=0.5"])
+    train(cfg)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert set(averaged) == set(raw)
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged if averaged[k].is_floating_point())
+    model = load_pose_model(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, averaged["model." + name]), name
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert isinstance(metrics["val/syn_coco/AP"], float)
