@@ -3,15 +3,6 @@ and the error of a comparison that cannot run as asked."""
 
 from __future__ import annotations
 
-__all__ = [
-    "BATCH_DIGEST_TARGET",
-    "DIGEST_FILE",
-    "PROTOCOL_KEYS",
-    "RUN_INFO",
-    "STAGE0_PRESETS",
-    "ProtocolError",
-]
-
 #: keys the protocol sets itself; a method (or ``--base``) must not set them
 PROTOCOL_KEYS = (
     "init_from",

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from multipose.data.synthetic.figure_record import Part
+from multipose.data.synthetic.figure_record import Colour, Part
 from multipose.data.synthetic.styles import HumanStyle, scale_colour
 
 __all__ = ["FACE_TEMPLATE", "face_details", "face_template"]
@@ -68,69 +68,22 @@ def face_details(lm: dict[str, np.ndarray], hidden: set[str], b: float, style: H
     def seen(*idx: int) -> bool:
         return all(f"face_{i}" not in hidden for i in idx)
 
-    for rng_idx, eye in ((range(36, 42), "r_eye"), (range(42, 48), "l_eye")):
-        idx = list(rng_idx)
+    def points(idx) -> np.ndarray:
+        return np.stack([lm[f"face_{i}"] for i in idx])
+
+    def detail(name: str, shape: str, pts: np.ndarray, width: float, colour: Colour) -> None:
+        out.append(Part(name, shape, pts, width, colour, label=False, shade=False))
+
+    for idx, eye in ((range(36, 42), "r_eye"), (range(42, 48), "l_eye")):
         if seen(*idx):
-            out.append(
-                Part(
-                    f"{eye}_white",
-                    "poly",
-                    np.stack([lm[f"face_{i}"] for i in idx]),
-                    0.0,
-                    (235.0, 235.0, 230.0),
-                    label=False,
-                    shade=False,
-                )
-            )
-            out.append(Part(f"{eye}_pupil", "dot", lm[eye][None], b * 0.13, dark, label=False, shade=False))
-    for brow in (range(17, 22), range(22, 27)):
-        idx = list(brow)
+            detail(f"{eye}_white", "poly", points(idx), 0.0, (235.0, 235.0, 230.0))
+            detail(f"{eye}_pupil", "dot", lm[eye][None], b * 0.13, dark)
+    for idx in (range(17, 22), range(22, 27)):
         if seen(*idx):
-            out.append(
-                Part(
-                    "brow",
-                    "line",
-                    np.stack([lm[f"face_{i}"] for i in idx]),
-                    b * 0.07,
-                    scale_colour(style.hair, 0.7),
-                    label=False,
-                    shade=False,
-                )
-            )
+            detail("brow", "line", points(idx), b * 0.07, scale_colour(style.hair, 0.7))
     if seen(27, 30, 31, 35):
-        out.append(
-            Part(
-                "nose_ridge",
-                "line",
-                np.stack([lm["face_27"], lm["face_30"]]),
-                b * 0.06,
-                scale_colour(style.skin, 0.72),
-                label=False,
-                shade=False,
-            )
-        )
-        out.append(
-            Part(
-                "nostrils",
-                "line",
-                np.stack([lm[f"face_{i}"] for i in range(31, 36)]),
-                b * 0.07,
-                scale_colour(style.skin, 0.55),
-                label=False,
-                shade=False,
-            )
-        )
-    mouth = list(range(48, 60)) + [48]
+        detail("nose_ridge", "line", points((27, 30)), b * 0.06, scale_colour(style.skin, 0.72))
+        detail("nostrils", "line", points(range(31, 36)), b * 0.07, scale_colour(style.skin, 0.55))
     if seen(48, 51, 54, 57):
-        out.append(
-            Part(
-                "mouth",
-                "poly",
-                np.stack([lm[f"face_{i}"] for i in mouth]),
-                0.0,
-                (165.0, 60.0, 65.0),
-                label=False,
-                shade=False,
-            )
-        )
+        detail("mouth", "poly", points([*range(48, 60), 48]), 0.0, (165.0, 60.0, 65.0))
     return out
