@@ -23,7 +23,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from multipose.utils.compare import (
+from multipose.compare import (
     STAGE0_PRESETS,
     ProtocolError,
     csv_report,

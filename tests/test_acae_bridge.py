@@ -4,23 +4,19 @@ checked against the mix, the Predictor / predict --project, and the configs."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import open_dict
 
-from conftest import REPO, compose
+from conftest import compose
 from multipose.bridges.acae import ACAEBridge, consistency_residual, union_points
 from multipose.bridges.acae_metrics import bias_corrected_chd, cross_head_predictability, sum_to_one_lstsq
 from multipose.bridges.acae_model import AEFileError, AffineCombiningAE, save_ae
 from multipose.data.codecs import build_codec
 from multipose.losses.coords import heatmap_coords, soft_argmax
+from train_helpers import load_state, probe_overrides, run_config, run_train_cli, stop_after_overrides
 
 SMOKE = ["+experiment=smoke", "trainer.enable_model_summary=false"]
 CKPT = ["callbacks=default", "~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.lr_monitor"]
@@ -268,20 +264,6 @@ def _fake_fit(calls: list):
     return fit
 
 
-def _cfg(tmp_path: Path, world: Path, overrides: list[str], validate: bool = False):
-    cfg = compose("train", [*overrides, f"paths.root_dir={tmp_path}", f"data.root={world}"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.paths.work_dir = str(tmp_path)
-        cfg.print_config = False
-        cfg.validate = validate
-    return cfg
-
-
-def _state(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 @pytest.fixture(scope="module")
 def acae_runs(tiny_world, tmp_path_factory):
     """The ACAE fine-tune on the smoke mix: two epochs in one go (validated), and one stopped after epoch 1 then
@@ -293,14 +275,13 @@ def acae_runs(tiny_world, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(ACAEBridge, "fit_from_heads", _fake_fit(calls))
     base = [*SMOKE, *CKPT, *ACAE, "trainer.max_epochs=2"]
-    stop = ["+callbacks.stop._target_=test_train.StopAfterEpochs", "+callbacks.stop.epochs=1"]
     try:
-        full = train(_cfg(tmp / "full", tiny_world, base, validate=True))
+        full = train(run_config(tmp / "full", tiny_world, base, validate=True))
         n_full = len(calls)
-        train(_cfg(tmp / "a", tiny_world, [*base, *stop]))
+        train(run_config(tmp / "a", tiny_world, [*base, *stop_after_overrides(1)], validate=False))
         n_first = len(calls)
         resume = tmp / "a" / "run" / "checkpoints" / "last.ckpt"
-        train(_cfg(tmp / "b", tiny_world, [*base, f"ckpt_path={resume}"]))
+        train(run_config(tmp / "b", tiny_world, [*base, f"ckpt_path={resume}"], validate=False))
     finally:
         mp.undo()
     return {
@@ -318,9 +299,9 @@ def test_the_fitted_ae_is_in_the_checkpoint_and_resume_is_exact(acae_runs):
     # fit start: the AE and the reference AE are fitted once (one pool, two halves); the resumed run refits nothing
     assert acae_runs["calls"][: acae_runs["n_full"]] == [("human", 2)]
     assert len(acae_runs["calls"]) == acae_runs["n_first"] == 2
-    full = _state(tmp / "full" / "run" / "checkpoints" / "last.ckpt")
-    resumed = _state(tmp / "b" / "run" / "checkpoints" / "last.ckpt")
-    assert _state(acae_runs["resume"])["global_step"] == 4
+    full = load_state(tmp / "full" / "run" / "checkpoints" / "last.ckpt")
+    resumed = load_state(tmp / "b" / "run" / "checkpoints" / "last.ckpt")
+    assert load_state(acae_runs["resume"])["global_step"] == 4
     assert full["global_step"] == resumed["global_step"] == 8
     sd = full["state_dict"]
     assert any(k.startswith("bridges.acae.aes.human.") for k in sd)
@@ -426,14 +407,6 @@ def test_ddp_acae_stage_two_processes(tmp_path, tiny_world):
     )[0]
     save_ae(tmp_path / "ae.pt", ae)
     probe = tmp_path / "probe"
-    env = {
-        **os.environ,
-        "WANDB_MODE": "disabled",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(
-            [str(REPO / "tests"), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
     args = [
         *SMOKE,
         *ACAE,
@@ -441,23 +414,14 @@ def test_ddp_acae_stage_two_processes(tmp_path, tiny_world):
         "trainer.max_epochs=1",
         f"bridge.acae.weights={tmp_path / 'ae.pt'}",
         f"bridge.acae.reference_weights={tmp_path / 'ae.pt'}",
-        "+callbacks.probe._target_=test_stages.StateProbe",
-        f"+callbacks.probe.out={probe}",
+        *probe_overrides(probe),
         f"paths.root_dir={tmp_path}",
         f"data.root={tiny_world}",
         "print_config=false",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "multipose.train", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    end = {r: _state(probe / f"rank{r}_end.pt") for r in (0, 1)}
-    start = _state(probe / "rank0_epoch0.pt")
+    run_train_cli(args, check=True)
+    end = {r: load_state(probe / f"rank{r}_end.pt") for r in (0, 1)}
+    start = load_state(probe / "rank0_epoch0.pt")
     for key in end[0]:
         assert torch.equal(end[0][key], end[1][key]), key
     assert any(not torch.equal(start[k], end[0][k]) for k in start if k.startswith("backbone."))

@@ -1,4 +1,4 @@
-"""The comparison protocol (``scripts/compare.py``, ``multipose.utils.compare``): the table and its noise floor,
+"""The comparison protocol (``scripts/compare.py``, ``multipose.compare``): the table and its noise floor,
 run identity and reuse, failure reporting, same batches whatever the method, hidden ground truth kept out of
 training, and the ``cpu_study`` stage-0 preset."""
 
@@ -19,7 +19,7 @@ import torch
 from omegaconf import open_dict
 
 from conftest import REPO, compose
-from multipose.utils.compare import (
+from multipose.compare import (
     BATCH_DIGEST_TARGET,
     ProtocolError,
     config_key,
@@ -134,6 +134,19 @@ def test_method_name_from_overrides():
     assert method_name_from(["+experiment=posebh_demo", "loss.posebh.alpha=1e-5"]) == (
         "posebh_demo_loss.posebh.alpha-1e-5"
     )
+
+
+def test_old_import_path_and_the_digest_target_still_resolve():
+    """``multipose.utils.compare`` serves the same objects as ``multipose.compare``, and the batch-digest target
+    written into every run's config (part of its key) names a class Hydra can still import."""
+    from hydra.utils import get_class
+
+    import multipose.compare as new
+    import multipose.utils.compare as old
+
+    for name in new.__all__:
+        assert getattr(old, name) is getattr(new, name), name
+    assert get_class(BATCH_DIGEST_TARGET) is new.BatchDigest
 
 
 # ---------------------------------------------------------------------------------------------- plans

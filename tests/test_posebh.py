@@ -359,9 +359,9 @@ def test_fast_dev_run_with_posebh_logs_the_terms_and_the_proto_variant(tmp_path,
     import json
 
     from multipose.train import train
-    from test_train import _cfg
+    from train_helpers import run_config
 
-    cfg = _cfg(
+    cfg = run_config(
         tmp_path,
         tiny_world,
         [
@@ -430,9 +430,9 @@ def test_both_bridges_train_together_in_one_module(tmp_path, tiny_world):
     import json
 
     from multipose.train import train
-    from test_train import _cfg
+    from train_helpers import run_config
 
-    cfg = _cfg(
+    cfg = run_config(
         tmp_path,
         tiny_world,
         [

@@ -14,6 +14,7 @@ from multipose.bridges.posebh.prototypes import ema_update
 from multipose.lit_module import PoseLitModule
 from test_lit_module import model_config
 from test_posebh import _gaussian_batch
+from train_helpers import ddp_spawn_trainer
 
 
 class _RankBatches(torch.utils.data.Dataset):
@@ -65,16 +66,9 @@ def test_ddp_prototypes_equal_across_ranks_and_equal_to_the_mean(tmp_path):
         loss={"posebh": dict(PAPER_WEIGHTS)},
         bridge={"posebh": {"deconv_filters": [16, 16], "dim": 8, "momentum": 0.9}},
     )
-    trainer = L.Trainer(
+    trainer = ddp_spawn_trainer(
         max_steps=1,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
         use_distributed_sampler=False,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_val_batches=0,
         callbacks=[_LocalUpdate(str(tmp_path))],
     )

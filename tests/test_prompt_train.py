@@ -8,23 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import open_dict
 
 from conftest import compose
 from multipose.train import train
+from train_helpers import run_config, stop_after_overrides
 
 SMOKE = ["+experiment=smoke", "trainer.enable_model_summary=false", "+prompt=extpose"]
 CKPT = ["callbacks=default", "~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.lr_monitor"]
 EXACT = ["data.prompt.noise=0", "data.prompt.drop=0", "data.prompt.swap=0"]
-
-
-def _cfg(tmp_path: Path, world: Path, overrides: list[str]):
-    cfg = compose("train", [*overrides, f"paths.root_dir={tmp_path}", f"data.root={world}"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.paths.work_dir = str(tmp_path)
-        cfg.print_config = False
-    return cfg
 
 
 def _last(run: Path) -> Path:
@@ -47,9 +38,9 @@ def test_prompt_config_composes_with_the_real_mix():
 def test_prompted_training_resumes_exactly(tmp_path, tiny_world):
     """Prompt draws (source, corruption, modality masks) are part of the resumable data stream."""
     quiet = ["+trainer.limit_val_batches=0", "validate=false"]
-    full = _cfg(tmp_path / "full", tiny_world, [*SMOKE, *CKPT, *quiet, "trainer.max_epochs=2"])
+    full = run_config(tmp_path / "full", tiny_world, [*SMOKE, *CKPT, *quiet, "trainer.max_epochs=2"])
     train(full)
-    first = _cfg(
+    first = run_config(
         tmp_path / "a",
         tiny_world,
         [
@@ -57,12 +48,11 @@ def test_prompted_training_resumes_exactly(tmp_path, tiny_world):
             *CKPT,
             *quiet,
             "trainer.max_epochs=2",
-            "+callbacks.stop._target_=test_train.StopAfterEpochs",
-            "+callbacks.stop.epochs=1",
+            *stop_after_overrides(1),
         ],
     )
     train(first)
-    resume = _cfg(
+    resume = run_config(
         tmp_path / "b",
         tiny_world,
         [*SMOKE, *CKPT, *quiet, "trainer.max_epochs=2", f"ckpt_path={_last(tmp_path / 'a' / 'run')}"],
@@ -79,7 +69,7 @@ def test_prompted_training_resumes_exactly(tmp_path, tiny_world):
 @pytest.fixture(scope="module")
 def prompted_run(tiny_world, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prompted")
-    cfg = _cfg(tmp, tiny_world, [*SMOKE, *EXACT, "trainer.max_epochs=1"])
+    cfg = run_config(tmp, tiny_world, [*SMOKE, *EXACT, "trainer.max_epochs=1"])
     metrics = train(cfg)
     return {"metrics": metrics, "ckpt": _last(tmp / "run"), "world": tiny_world}
 

@@ -22,18 +22,9 @@ from multipose.config_validation import ConfigError, experiment_precedence_notes
 from multipose.utils.checkpointing import RunCheckpoint, save_checkpoint_atomic
 from multipose.utils.ckpt_fit import CheckpointMismatch, check_eval_fits, check_resume_fits
 from multipose.utils.rundir import merge_overrides, restore_eval_config, restore_train_config
+from train_helpers import run_config, run_train_cli, train_env
 
 SMOKE = ["+experiment=smoke", "print_config=false"]
-TESTS = Path(__file__).resolve().parent
-
-
-def _cfg(tmp_path: Path, world: Path, overrides: list[str], name: str = "train"):
-    cfg = compose(name, [*overrides, f"paths.root_dir={tmp_path}", f"data.root={world}"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.paths.work_dir = str(tmp_path)
-        cfg.print_config = False
-    return cfg
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -81,7 +72,9 @@ def test_last_checkpoint_every_n_steps_and_every_epoch(tmp_path, tiny_world, mon
     monkeypatch.setattr(RunCheckpoint, "save", recording_save)
     from multipose.train import train
 
-    cfg = _cfg(tmp_path, tiny_world, [*SMOKE, "trainer.max_epochs=2", "callbacks.checkpoint.every_n_steps=3"])
+    cfg = run_config(
+        tmp_path, tiny_world, [*SMOKE, "trainer.max_epochs=2", "callbacks.checkpoint.every_n_steps=3"]
+    )
     train(cfg)
     assert saved_at == [3, 4, 6, 8]  # every 3 steps, and each epoch end (4 steps per epoch), never twice
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -93,7 +86,7 @@ def test_last_checkpoint_every_n_steps_and_every_epoch(tmp_path, tiny_world, mon
 def test_exception_writes_last_checkpoint_then_reraises(tmp_path, tiny_world):
     from multipose.train import train
 
-    cfg = _cfg(
+    cfg = run_config(
         tmp_path,
         tiny_world,
         [
@@ -149,29 +142,13 @@ def test_metrics_file_honours_the_umask(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- point 1: kill it
-def _env() -> dict[str, str]:
-    pythonpath = os.pathsep.join([str(REPO / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
-
-
-def _train_cli(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "multipose.train", *args],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def _start_and_stop(
     args: list[str], marker: Path, sig: int, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     proc = subprocess.Popen(
         [sys.executable, "-m", "multipose.train", *args],
         cwd=REPO,
-        env=_env(),
+        env=train_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -198,7 +175,7 @@ KILL_RUN = [*SMOKE, "trainer.max_epochs=3"]
 def uninterrupted_run(tmp_path_factory, tiny_world) -> Path:
     """last.ckpt of the 3-epoch smoke run that the interrupted runs must reproduce."""
     root = tmp_path_factory.mktemp("full")
-    proc = _train_cli(
+    proc = run_train_cli(
         [*KILL_RUN, f"paths.root_dir={root}", f"data.root={tiny_world}", f"hydra.run.dir={root / 'run'}"]
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -241,7 +218,7 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, tiny_world, unint
     assert _ckpt_step(ckpt) == 6
     assert not list(ckpt.parent.glob(".*.tmp"))
 
-    resumed = _train_cli([f"resume={run_a}", f"hydra.run.dir={tmp_path / 'b'}"])
+    resumed = run_train_cli([f"resume={run_a}", f"hydra.run.dir={tmp_path / 'b'}"])
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "Resuming run" in resumed.stdout + resumed.stderr
     final = tmp_path / "b" / "checkpoints" / "last.ckpt"
@@ -343,7 +320,7 @@ def test_eval_refuses_other_skeletons_before_anything_runs(tmp_path, tiny_world)
     from multipose.eval import evaluate
 
     ckpt = _fake_checkpoint(tmp_path / "last.ckpt", SMOKE_MODEL)
-    cfg = _cfg(
+    cfg = run_config(
         tmp_path,
         tiny_world,
         ["data=synthetic_small", f"ckpt_path={ckpt}", "data.datasets.syn_mpii.skeleton=aic"],
@@ -361,7 +338,9 @@ def test_eval_refuses_other_skeletons_before_anything_runs(tmp_path, tiny_world)
 # ----------------------------------------------------------------------------------------------- points 5, 6
 def test_config_error_prints_the_message_alone_before_heavy_imports(tmp_path):
     start = time.monotonic()
-    proc = _train_cli(["+experiment=smoke", f"paths.root_dir={tmp_path}", "trainer.devices=512"], timeout=120)
+    proc = run_train_cli(
+        ["+experiment=smoke", f"paths.root_dir={tmp_path}", "trainer.devices=512"], timeout=120
+    )
     assert proc.returncode == 2
     assert "Error: trainer.devices=512" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
     assert time.monotonic() - start < 60
@@ -520,7 +499,12 @@ except ConfigError:
     print("torch imported:", "torch" in sys.modules, "lightning imported:", "lightning" in sys.modules)
 """
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=train_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert "torch imported: False lightning imported: False" in proc.stdout, proc.stdout + proc.stderr[-2000:]
 
@@ -536,7 +520,7 @@ def test_images_skipped_under_on_bad_image_skip_are_listed_in_metrics_json(tmp_p
     shutil.copytree(tiny_world, world)
     victim = sorted((world / "syn_coco" / "images" / "val").glob("*.jpg"))[0]
     victim.write_bytes(victim.read_bytes()[:200])  # a truncated JPEG
-    cfg = _cfg(tmp_path, world, [*SMOKE, "trainer.max_epochs=1", "data.on_bad_image=skip"])
+    cfg = run_config(tmp_path, world, [*SMOKE, "trainer.max_epochs=1", "data.on_bad_image=skip"])
     train(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["data/skipped_images"] == 1.0

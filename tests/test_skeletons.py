@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -580,3 +581,31 @@ def test_data_config_skeleton_dirs(tmp_path):
         )
     with pytest.raises(DataConfigError, match="must be a list of folder paths"):
         parse_dataset_entries({"goats": entry}, str(tmp_path), "fixed", 2, skeleton_dirs=[3])
+
+
+def test_alias_file_shares_every_field_of_its_skeleton_but_its_names(tmp_path):
+    (tmp_path / "coco_alias.yaml").write_text(
+        yaml.safe_dump(
+            {"name": "coco_alias_for_test", "alias_of": "coco", "aliases": ["coco_alias_b_for_test"]}
+        )
+    )
+    alias, base = load_skeleton_file(tmp_path / "coco_alias.yaml"), get_skeleton("coco")
+    own = {"name", "aliases", "source", "description"}
+    for f in dataclasses.fields(Skeleton):
+        if f.name not in own:
+            assert getattr(alias, f.name) is getattr(base, f.name), f.name
+    assert (alias.name, alias.aliases) == ("coco_alias_for_test", ("coco_alias_b_for_test",))
+    assert alias.source == str(tmp_path / "coco_alias.yaml") and alias.description == "alias of coco"
+
+
+def test_the_registry_module_still_serves_its_old_names():
+    """``multipose.skeletons.registry`` was split into modules with one job; the names other code imports from it
+    (``models.prompt_tokens`` uses ``_default_mirror``) are the same objects as in the new modules."""
+    import multipose.skeletons as pkg
+    from multipose.skeletons import registry, vocabulary
+
+    for name in ("Skeleton", "SkeletonError", "Vocabulary", "load_vocabulary", "get_skeleton"):
+        assert getattr(registry, name) is getattr(pkg, name), name
+    assert registry._default_mirror is vocabulary.default_mirror
+    assert registry._default_mirror("left_big_toe") == "right_big_toe"
+    assert registry.extend_vocabulary is vocabulary.extend_vocabulary

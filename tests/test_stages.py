@@ -3,20 +3,24 @@ stage configs, and resume in the middle of a staged run."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from omegaconf import open_dict
 
-from conftest import REPO, compose
+from conftest import compose
 from multipose.models import build_pose_model
 from multipose.models.optim import build_optimizer
 from multipose.training import StageSchedule, build_stage_callback, loss_enabled
+from train_helpers import (
+    ddp_spawn_trainer,
+    load_state,
+    probe_overrides,
+    run_config,
+    run_train_cli,
+    stop_after_overrides,
+)
 
 SMOKE = ["+experiment=smoke", "trainer.enable_model_summary=false"]
 CKPT = ["callbacks=default", "~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.lr_monitor"]
@@ -206,54 +210,6 @@ def test_unknown_part_is_named_with_the_valid_parts():
 # ------------------------------------------------------------------------------------------------ tiny world
 
 
-class StopAfterEpochs(L.Callback):
-    """Simulates a run that dies after ``epochs`` epochs (its schedule still planned for max_epochs)."""
-
-    def __init__(self, epochs: int):
-        self.epochs = epochs
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.current_epoch + 1 >= self.epochs:
-            trainer.should_stop = True
-
-
-def _cfg(tmp_path: Path, world: Path, overrides: list[str]):
-    cfg = compose("train", [*overrides, f"paths.root_dir={tmp_path}", f"data.root={world}"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.paths.work_dir = str(tmp_path)
-        cfg.print_config = False
-        cfg.validate = False
-    return cfg
-
-
-class StateProbe(L.Callback):
-    """Writes each rank's model state at every training epoch start (``rank{r}_epoch{e}.pt``) and at the end of
-    fitting (``rank{r}_end.pt``) into ``out``."""
-
-    def __init__(self, out: str):
-        self.out = Path(out)
-
-    def _save(self, trainer, pl_module, when):
-        self.out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
-        torch.save(state, self.out / f"rank{trainer.global_rank}_{when}.pt")
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._save(trainer, pl_module, f"epoch{trainer.current_epoch}")
-
-    def on_fit_end(self, trainer, pl_module):
-        self._save(trainer, pl_module, "end")
-
-
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _probe(out: Path) -> list[str]:
-    return ["+callbacks.probe._target_=test_stages.StateProbe", f"+callbacks.probe.out={out}"]
-
-
 def test_mdpn_head_ft_keeps_the_backbone_and_resume_continues_the_stage(tmp_path, tiny_world):
     """``+stage=mdpn_head_ft`` with the head stage from epoch 1 of 3. The backbone trains in epoch 0 and is
     bit-identical from then on while the heads train; a run interrupted after epoch 2 (inside the head stage)
@@ -261,13 +217,15 @@ def test_mdpn_head_ft_keeps_the_backbone_and_resume_continues_the_stage(tmp_path
     from multipose.train import train
 
     stage = [*SMOKE, *CKPT, "trainer.max_epochs=3", "+stage=mdpn_head_ft", "stage.stages.1.start_epoch=1"]
-    stop = ["+callbacks.stop._target_=test_stages.StopAfterEpochs", "+callbacks.stop.epochs=2"]
-    train(_cfg(tmp_path / "a", tiny_world, [*stage, *stop, *_probe(tmp_path / "pa")]))
+    probe_a, probe_b = probe_overrides(tmp_path / "pa"), probe_overrides(tmp_path / "pb")
+    train(
+        run_config(tmp_path / "a", tiny_world, [*stage, *stop_after_overrides(2), *probe_a], validate=False)
+    )
     resume = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(resume, weights_only=True)["global_step"] == 8
-    train(_cfg(tmp_path / "b", tiny_world, [*stage, f"ckpt_path={resume}", *_probe(tmp_path / "pb")]))
-    e0, e1, a_end = (_load(tmp_path / "pa" / f"rank0_{w}.pt") for w in ("epoch0", "epoch1", "end"))
-    e2, b_end = (_load(tmp_path / "pb" / f"rank0_{w}.pt") for w in ("epoch2", "end"))
+    train(run_config(tmp_path / "b", tiny_world, [*stage, f"ckpt_path={resume}", *probe_b], validate=False))
+    e0, e1, a_end = (load_state(tmp_path / "pa" / f"rank0_{w}.pt") for w in ("epoch0", "epoch1", "end"))
+    e2, b_end = (load_state(tmp_path / "pb" / f"rank0_{w}.pt") for w in ("epoch2", "end"))
     backbone = [k for k in e0 if k.startswith("backbone.")]
     heads = [k for k in e0 if k.startswith("heads.")]
     assert backbone and heads
@@ -285,14 +243,6 @@ def test_mdpn_head_ft_keeps_the_backbone_and_resume_continues_the_stage(tmp_path
 @pytest.mark.slow
 def test_ddp_frozen_backbone_stage_two_processes(tmp_path, tiny_world):
     probe = tmp_path / "probe"
-    env = {
-        **os.environ,
-        "WANDB_MODE": "disabled",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(
-            [str(REPO / "tests"), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
     args = [
         *SMOKE,
         "trainer=ddp_cpu",
@@ -300,21 +250,13 @@ def test_ddp_frozen_backbone_stage_two_processes(tmp_path, tiny_world):
         "model.head_bn=batch",  # every head on the whole per-rank batch (the ViTPose++ setting)
         "+stage=mdpn_head_ft",
         "stage.stages.1.start_epoch=0",
-        *_probe(probe),
+        *probe_overrides(probe),
         f"paths.root_dir={tmp_path}",
         f"data.root={tiny_world}",
         "print_config=false",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "multipose.train", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    states = {(r, w): _load(probe / f"rank{r}_{w}.pt") for r in (0, 1) for w in ("epoch0", "end")}
+    run_train_cli(args, check=True)
+    states = {(r, w): load_state(probe / f"rank{r}_{w}.pt") for r in (0, 1) for w in ("epoch0", "end")}
     keys = list(states[0, "epoch0"])
     for key in keys:
         for rank in (0, 1):
@@ -368,19 +310,11 @@ def test_ddp_backbone_under_no_grad_then_thawed(tmp_path):
     data = torch.utils.data.TensorDataset(torch.randn(16, 3, 32, 32), torch.tensor([0, 1] * 8))
     module = _NoGradToy(max_epochs=2, out=str(tmp_path))
     stages = [{"start_epoch": 0, "frozen": ["backbone", "experts"]}, {"start_epoch": 1}]
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[StageSchedule(stages)],
-    )
+    trainer = ddp_spawn_trainer(max_epochs=2, callbacks=[StageSchedule(stages)])
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=4))
-    s = {(r, w): _load(tmp_path / f"rank{r}_{w}.pt") for r in (0, 1) for w in ("epoch0", "epoch1", "end")}
+    s = {
+        (r, w): load_state(tmp_path / f"rank{r}_{w}.pt") for r in (0, 1) for w in ("epoch0", "epoch1", "end")
+    }
     backbone = [k for k in s[0, "end"] if k.startswith("backbone.")]
     params = {n for n, _ in module.model.named_parameters()}  # BatchNorm statistics are per rank (no SyncBN)
     for key in params:

@@ -6,15 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
 from multipose.report.sweep_callback import SweepSummary
 from multipose.utils.cli import RunInterrupted
 from multipose.utils.sweep import (
@@ -27,6 +23,7 @@ from multipose.utils.sweep import (
     swept_overrides,
     write_summary,
 )
+from train_helpers import run_train_cli
 
 HISTORY_HEADER = ["epoch", "step", "train/loss", "val/score", "val/syn_coco/AP", "val/syn_mpii/PCKh@0.5"]
 
@@ -209,18 +206,6 @@ def test_sweeping_bridge_weights_without_the_bridge_fails_before_the_first_job(t
         )
 
 
-def _train(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "multipose.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 COMMON = ["+experiment=smoke", "trainer.max_epochs=1"]
 
 
@@ -228,7 +213,7 @@ def test_a_sweep_survives_a_failing_job(tmp_path, tiny_world):
     """A real multirun: job 1 crashes in the optimiser (negative learning rate); job 0 finishes, the sweep exits 0
     and its summary marks job 1 failed."""
     common = [*COMMON, f"paths.root_dir={tmp_path}", f"data.root={tiny_world}"]
-    proc = _train(["-m", *common, "print_config=false", "optim.lr=1.0e-3,-1.0"], REPO)
+    proc = run_train_cli(["-m", *common, "print_config=false", "optim.lr=1.0e-3,-1.0"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     (sweep_dir,) = (tmp_path / "logs" / "smoke" / "multiruns").iterdir()
     assert (sweep_dir / "0" / "metrics.json").is_file()
@@ -244,7 +229,7 @@ def test_a_sweep_survives_a_failing_job(tmp_path, tiny_world):
 @pytest.mark.slow
 def test_the_same_failure_in_a_single_run_exits_non_zero(tmp_path, tiny_world):
     common = [*COMMON, f"paths.root_dir={tmp_path}", f"data.root={tiny_world}"]
-    single = _train([*common, "optim.lr=-1.0"], REPO)
+    single = run_train_cli([*common, "optim.lr=-1.0"])
     assert single.returncode != 0
     (run_dir,) = (tmp_path / "logs" / "smoke" / "runs").iterdir()
     assert not (run_dir / FAILURE_FILE).exists()

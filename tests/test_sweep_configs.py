@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO, compose
+from conftest import compose
 
 PAPER = {"alpha": 3.33e-6, "beta": 1.25e-7, "gamma": 1.25e-8}
 STAND_IN_BRIDGE = """# @package _global_
@@ -97,9 +97,9 @@ def test_an_optuna_sweep_records_a_failing_trial_and_goes_on(tmp_path, tiny_worl
     )
     import csv
 
-    from test_sweep import _train
+    from train_helpers import run_train_cli
 
-    proc = _train(
+    proc = run_train_cli(
         [
             "-m",
             "+experiment=smoke",
@@ -114,7 +114,6 @@ def test_an_optuna_sweep_records_a_failing_trial_and_goes_on(tmp_path, tiny_worl
             "loss.heatmap=tag(log, interval(0.1, 10))",
             "optim.lr=choice(1.0e-3, -1.0)",
         ],
-        REPO,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     (sweep_dir,) = (tmp_path / "logs" / "smoke" / "multiruns").iterdir()

@@ -4,30 +4,17 @@ checkpoint, resume, W&B offline, multirun, DDP, and the errors users hit first."
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from omegaconf import open_dict
 
-from conftest import REPO, compose
 from multipose.eval import evaluate
 from multipose.train import train
+from train_helpers import run_config, run_train_cli, stop_after_overrides
 
 SMOKE = ["+experiment=smoke", "trainer.enable_model_summary=false"]
-
-
-def _cfg(tmp_path: Path, world: Path, overrides: list[str], name: str = "train"):
-    cfg = compose(name, [*overrides, f"paths.root_dir={tmp_path}", f"data.root={world}"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.paths.work_dir = str(tmp_path)
-        cfg.print_config = False
-    return cfg
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -35,7 +22,7 @@ def _metrics(run_dir: Path) -> dict:
 
 
 def test_fast_dev_run_trains_and_writes_metrics(tmp_path, tiny_world):
-    cfg = _cfg(tmp_path, tiny_world, [*SMOKE, "+trainer.fast_dev_run=true"])
+    cfg = run_config(tmp_path, tiny_world, [*SMOKE, "+trainer.fast_dev_run=true"])
     metrics = train(cfg)
     written = _metrics(tmp_path / "run")
     assert written == pytest.approx(metrics, nan_ok=True)
@@ -56,10 +43,10 @@ CKPT = ["callbacks=default", "~callbacks.progress_bar", "~callbacks.model_summar
 
 
 def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path, tiny_world):
-    train_cfg = _cfg(tmp_path / "t", tiny_world, [*SMOKE, *CKPT, "trainer.max_epochs=1"])
+    train_cfg = run_config(tmp_path / "t", tiny_world, [*SMOKE, *CKPT, "trainer.max_epochs=1"])
     train(train_cfg)
     trained = _metrics(tmp_path / "t" / "run")
-    eval_cfg = _cfg(
+    eval_cfg = run_config(
         tmp_path / "e",
         tiny_world,
         ["data=synthetic_small", f"ckpt_path={_last_ckpt(tmp_path / 't' / 'run')}"],
@@ -77,37 +64,25 @@ def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path, tiny_world):
     assert len(results[0]["keypoints"]) == 17 * 3
 
 
-class StopAfterEpochs(L.Callback):
-    """Simulates a run that dies after ``epochs`` epochs (its schedule still planned for max_epochs)."""
-
-    def __init__(self, epochs: int):
-        self.epochs = epochs
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.current_epoch + 1 >= self.epochs:
-            trainer.should_stop = True
-
-
 def test_resume_continues_steps_and_data_sequence(tmp_path, tiny_world):
     """Two epochs in one go, and a run interrupted after one epoch then resumed from last.ckpt, end with the
     same step count and bit-identical weights: optimiser state, LR schedule, data-stream position and
     per-sample augmentation all carried over."""
-    full_cfg = _cfg(tmp_path / "full", tiny_world, [*SMOKE, *CKPT, "trainer.max_epochs=2"])
+    full_cfg = run_config(tmp_path / "full", tiny_world, [*SMOKE, *CKPT, "trainer.max_epochs=2"])
     train(full_cfg)
-    first_cfg = _cfg(
+    first_cfg = run_config(
         tmp_path / "a",
         tiny_world,
         [
             *SMOKE,
             *CKPT,
             "trainer.max_epochs=2",
-            "+callbacks.stop._target_=test_train.StopAfterEpochs",
-            "+callbacks.stop.epochs=1",
+            *stop_after_overrides(1),
         ],
     )
     train(first_cfg)
     assert torch.load(_last_ckpt(tmp_path / "a" / "run"), weights_only=True)["global_step"] == 4
-    resume_cfg = _cfg(
+    resume_cfg = run_config(
         tmp_path / "b",
         tiny_world,
         [*SMOKE, *CKPT, "trainer.max_epochs=2", f"ckpt_path={_last_ckpt(tmp_path / 'a' / 'run')}"],
@@ -127,7 +102,7 @@ def test_wandb_offline_run(tmp_path, tiny_world, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    cfg = _cfg(tmp_path, tiny_world, [*SMOKE, "logger=wandb", "+trainer.fast_dev_run=true"])
+    cfg = run_config(tmp_path, tiny_world, [*SMOKE, "logger=wandb", "+trainer.fast_dev_run=true"])
     train(cfg)
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert runs, list((tmp_path / "run").rglob("*"))[:20]
@@ -135,13 +110,13 @@ def test_wandb_offline_run(tmp_path, tiny_world, monkeypatch):
 
 
 def test_unknown_dataset_in_loss_weights_is_named(tmp_path, tiny_world):
-    cfg = _cfg(tmp_path, tiny_world, [*SMOKE, "+loss.dataset_weights.syn_cocoo=2.0"])
+    cfg = run_config(tmp_path, tiny_world, [*SMOKE, "+loss.dataset_weights.syn_cocoo=2.0"])
     with pytest.raises(ValueError, match="syn_cocoo"):
         train(cfg)
 
 
 def test_missing_annotation_file_is_named(tmp_path, tiny_world):
-    cfg = _cfg(
+    cfg = run_config(
         tmp_path, tiny_world, [*SMOKE, "data.datasets.syn_coco.val.ann_file=syn_coco/annotations/nope.json"]
     )
     with open_dict(cfg):
@@ -167,22 +142,8 @@ def test_skeleton_head_size_mismatch_is_named():
         model_from_config(config)
 
 
-def _run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "multipose.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
-
-
 def test_multirun_two_jobs(tmp_path, tiny_world):
-    _run_cli(
+    run_train_cli(
         [
             "-m",
             *SMOKE,
@@ -192,7 +153,7 @@ def test_multirun_two_jobs(tmp_path, tiny_world):
             f"data.root={tiny_world}",
             "print_config=false",
         ],
-        cwd=REPO,
+        check=True,
     )
     metrics = sorted((tmp_path / "logs").rglob("metrics.json"))
     assert len(metrics) == 2, metrics
@@ -202,7 +163,7 @@ def test_multirun_two_jobs(tmp_path, tiny_world):
 
 @pytest.mark.slow
 def test_ddp_two_processes_cpu(tmp_path, tiny_world):
-    _run_cli(
+    run_train_cli(
         [
             *SMOKE,
             "trainer=ddp_cpu",
@@ -211,7 +172,7 @@ def test_ddp_two_processes_cpu(tmp_path, tiny_world):
             f"data.root={tiny_world}",
             "print_config=false",
         ],
-        cwd=REPO,
+        check=True,
     )
     (metrics,) = list((tmp_path / "logs").rglob("metrics.json"))
     assert "val/syn_coco/AP" in json.loads(metrics.read_text())
