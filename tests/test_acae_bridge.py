@@ -292,7 +292,7 @@ def acae_runs(tiny_world, tmp_path_factory):
     calls: list = []
     mp = pytest.MonkeyPatch()
     mp.setattr(ACAEBridge, "fit_from_heads", _fake_fit(calls))
-    base = [*SMOKE, *CKPT, *ACAE, "trainer.max_epochs=2"]
+    base = [*SMOKE, *CKPT, *ACAE, "trainer.max_epochs=2", "bridge.acae.oracle_steps=200"]
     stop = ["+callbacks.stop._target_=test_train.StopAfterEpochs", "+callbacks.stop.epochs=1"]
     try:
         full = train(_cfg(tmp / "full", tiny_world, base, validate=True))
@@ -359,6 +359,47 @@ def test_validation_scores_the_projection_and_the_label_free_metrics(acae_runs):
     assert 0 <= m["val/syn_coco/acae/AP"] <= 1
     assert "val/syn_mpii/acae/PCKh@0.5" in m
     assert any(k.startswith("val/syn_coco/cross/syn_mpii/acae/") for k in m)
+
+
+def test_validation_reports_the_oracle_on_hidden_ground_truth(acae_runs):
+    m = acae_runs["metrics"]
+    for ds in ("syn_coco", "syn_mpii"):
+        oracle, ours = m[f"val/{ds}/acae/oracle_residual"], m[f"val/{ds}/acae/hidden_residual"]
+        assert 0 < oracle < ours  # the AE fitted on hidden GT beats the run's (here: an unfitted stand-in)
+        assert m[f"val/{ds}/acae/oracle_gap"] == pytest.approx(ours - oracle)
+    # the oracle lives on the bridge only: the checkpoint holds the run's AE and the reference AE, nothing else
+    sd = _state(acae_runs["tmp"] / "full" / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert not [k for k in sd if "oracle" in k]
+    assert {k.split(".")[2] for k in sd if k.startswith("bridges.acae.") and k.count(".") > 3} == {
+        "aes",
+        "reference",
+    }
+
+
+def test_oracle_is_absent_without_hidden_ground_truth(tiny_world):
+    import hydra
+
+    cfg = compose("train", ["+experiment=smoke", f"data.root={tiny_world}", "data.num_workers=0"])
+    dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
+    dm.setup("fit")
+    for name in dm.dataset_names:  # real data: no hidden all-skeleton ground truth
+        for inst in dm.train_datasets[dm.dataset_names.index(name)].instances + dm.val_instances(name):
+            inst.extra_gt = {}
+    bridge = _bridge(oracle_steps=5)
+    bridge.fitted[:] = True
+    lit = SimpleNamespace(_trainer=SimpleNamespace(datamodule=dm))
+    val = dm.val_instances("syn_coco")[:2]
+    batch = {"ann_id": torch.tensor([i.ann_id for i in val])}
+    assert bridge._hidden_batch(lit, "human", "syn_coco", batch) is None
+    assert bridge.oracle(lit, "human") is None
+    fake = [
+        (
+            np.zeros((2, bridge.aes["human"].n_joints, 2)),
+            np.ones((2, bridge.aes["human"].n_joints)),
+            np.ones(2),
+        )
+    ]
+    assert bridge._oracle_metrics(lit, "syn_coco", fake) == {}
 
 
 def test_predictor_and_predict_project(acae_runs, tiny_world, tmp_path):

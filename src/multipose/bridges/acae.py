@@ -21,6 +21,12 @@ AE per family that only measures. Both are submodules, so they are saved in the 
   Label-free metrics every validation: ``val/<ds>/consistency/CHD_bc`` (bias-corrected cross-head disagreement),
   ``val/<ds>/consistency/acae_residual`` (reference AE) and ``val/<ds>/consistency/predictability``
   (:mod:`multipose.bridges.acae_metrics`).
+* the oracle (synthetic world, ``bridge.acae.oracle: true``): an AE fitted once, at the first validation, on the
+  hidden all-skeleton ground truth of ``fit_pool`` training instances (kept on the bridge, never in the checkpoint
+  and never read by a loss); every validation then logs, on the validation instances' hidden ground truth in
+  box-size units, ``val/<ds>/acae/oracle_residual`` (the oracle AE's residual), ``val/<ds>/acae/hidden_residual``
+  (the run's AE's) and ``val/<ds>/acae/oracle_gap`` (their difference: how far the pseudo-GT AE is from the
+  oracle). Without hidden ground truth (real data) these keys are absent.
 """
 
 from __future__ import annotations
@@ -208,6 +214,10 @@ class ACAEBridge(Bridge):
         self._mix = mix
         self._geometry: tuple[dict[str, Tensor], float] | None = None
         self._val: dict[str, Any] = {}
+        # the oracle: {family: AE fitted on hidden GT, or None without hidden GT}; a plain dict, not a submodule,
+        # so it is never part of the checkpoint
+        self._oracle: dict[str, Any] = {}
+        self._val_lookup: dict[str, dict[int, Any]] = {}
         self.reset_validation()
 
     # ------------------------------------------------------------------ state
@@ -420,7 +430,7 @@ class ACAEBridge(Bridge):
         return self.variants if on else ()
 
     def reset_validation(self) -> None:
-        self._val = {"offsets": {}, "residual": {}, "points": {}}
+        self._val = {"offsets": {}, "residual": {}, "points": {}, "hidden": {}}
 
     def _family_of(self, dataset: str) -> str | None:
         return next((f for f, index in self.index.items() if dataset in index), None)
@@ -460,6 +470,10 @@ class ACAEBridge(Bridge):
         heads = {h: np.asarray(kp[h], np.float64) for h in index}
         v = self._val
         v["points"].setdefault(dataset, []).append(({h: p[..., :2] for h, p in heads.items()}, sizes))
+        if self.settings.get("oracle", True):
+            hidden = self._hidden_batch(lit, fam, dataset, batch)
+            if hidden is not None:
+                v["hidden"].setdefault(dataset, []).append((*hidden, sizes))
         if bool(self.reference_fitted.all()):
             ref = self.reference[fam]
             union, _ = union_points(ref, index, {h: torch.as_tensor(p) for h, p in heads.items()})
@@ -488,7 +502,7 @@ class ACAEBridge(Bridge):
 
         gathered = _all_gather(self._val)
         self.reset_validation()
-        merged: dict[str, dict[Any, list]] = {"offsets": {}, "residual": {}, "points": {}}
+        merged: dict[str, dict[Any, list]] = {"offsets": {}, "residual": {}, "points": {}, "hidden": {}}
         for part in gathered:
             for key in merged:
                 for k, items in part[key].items():
@@ -513,7 +527,113 @@ class ACAEBridge(Bridge):
             ]
             if scores:
                 out[f"val/{dataset}/consistency/predictability"] = float(np.nanmean(scores))
+        for dataset, items in merged["hidden"].items():
+            out.update(self._oracle_metrics(lit, dataset, items))
         return out
+
+    # ------------------------------------------------------------------ the oracle (synthetic world)
+    def _hidden_batch(
+        self, lit: PoseLitModule, fam: str, dataset: str, batch: Mapping[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The hidden all-skeleton ground truth of a validation batch's instances in ``fam``'s union, image pixels:
+        ``(poses [B, J, 2], labelled weights [B, J])``; None when an instance has none (real data)."""
+        from multipose.bridges.acae_model import gather_union
+
+        dm = getattr(getattr(lit, "_trainer", None), "datamodule", None)
+        if dm is None or "ann_id" not in batch:
+            return None
+        if dataset not in self._val_lookup:
+            self._val_lookup[dataset] = {int(i.ann_id): i for i in dm.val_instances(dataset)}
+        lookup = self._val_lookup[dataset]
+        ann = batch["ann_id"]
+        ann = ann.detach().cpu().numpy() if isinstance(ann, Tensor) else np.asarray(ann)
+        insts = [lookup.get(int(a)) for a in ann.reshape(-1)]
+        skeletons = dict(self.aes[fam].meta.get("datasets") or {})
+        if not skeletons or any(
+            i is None or not all(s in i.extra_gt for s in skeletons.values()) for i in insts
+        ):
+            return None
+        raw = {
+            d: torch.as_tensor(np.stack([i.extra_gt[s] for i in insts]), dtype=torch.float64)
+            for d, s in skeletons.items()
+        }
+        pose, weight = gather_union(
+            {d: r[..., :2] for d, r in raw.items()},
+            {d: (r[..., 2] > 0).double() for d, r in raw.items()},
+            self.aes[fam].index_map,
+            self.aes[fam].n_joints,
+        )
+        return pose.numpy(), weight.numpy()
+
+    def oracle(self, lit: PoseLitModule, fam: str) -> nn.Module | None:
+        """The oracle AE of ``fam`` (fitted at the first call on the hidden ground truth of ``bridge.acae.fit_pool``
+        training instances, with the run's AE shape, initial weights, ``l1`` and seed), or None when the training
+        instances have no finite hidden ground truth. Cached on the bridge, never saved."""
+        if fam not in self._oracle:
+            # validation runs under inference mode: the fit needs autograd (and tensors made outside that mode)
+            with torch.inference_mode(False), torch.enable_grad():
+                self._oracle[fam] = self._fit_oracle(lit, fam)
+        return self._oracle[fam]
+
+    def _fit_oracle(self, lit: PoseLitModule, fam: str) -> nn.Module | None:
+        from multipose.bridges import acae_fit
+
+        dm = getattr(getattr(lit, "_trainer", None), "datamodule", None)
+        template = self.aes[fam]
+        skeletons = dict(template.meta.get("datasets") or {})
+        if dm is None or not skeletons:
+            return None
+
+        def has_hidden(inst: Any) -> bool:
+            return all(s in inst.extra_gt and np.isfinite(inst.extra_gt[s]).all() for s in skeletons.values())
+
+        s = self.settings
+        seed = int(s.get("seed", 0))
+        instances = {d: [i for i in acae_fit._train_instances(dm, d) if has_hidden(i)] for d in skeletons}
+        instances = {d: v for d, v in instances.items() if v}
+        chosen = acae_fit.select_pool(instances, int(s.get("fit_pool", 2000)), seed) if instances else {}
+        pool = [instances[d][int(k)] for d, idx in chosen.items() for k in idx]
+        if len(pool) < 2:
+            log.info("ACAE: no hidden ground truth in the training data (%s); no oracle metrics", fam)
+            return None
+        poses, weights = acae_fit.hidden_union(pool, template)
+        ae = type(template).from_describe(template.describe())  # like the run's AE, at its initial weights
+        for p in ae.parameters():
+            p.requires_grad_(True)
+        steps = int(s.get("oracle_steps") or s.get("fit_steps", 3000))
+        result = acae_fit.fit_acae(poses, weights, ae, lam=float(s.get("l1", 0.3)), steps=steps, seed=seed)
+        for p in ae.parameters():
+            p.requires_grad_(False)
+        log.info(
+            "ACAE: %s oracle AE fitted on the hidden ground truth of %d training instances: held-out error %.4f",
+            fam,
+            len(pool),
+            result.heldout_mean,
+        )
+        return ae
+
+    def _oracle_metrics(self, lit: PoseLitModule, dataset: str, items: list) -> dict[str, float]:
+        """``acae/oracle_residual``, ``acae/hidden_residual`` and ``acae/oracle_gap`` of ``dataset`` from its pooled
+        hidden ground truth ``[(poses, weights, box sizes)]`` (box-size units, labelled joints)."""
+        fam = self._family_of(dataset)
+        oracle = None if fam is None else self.oracle(lit, fam)
+        if oracle is None:
+            return {}
+        P = torch.as_tensor(np.concatenate([p for p, _, _ in items]), dtype=torch.float64)
+        w = torch.as_tensor(np.concatenate([q for _, q, _ in items]), dtype=torch.float64)
+        size = torch.as_tensor(np.concatenate([z for _, _, z in items]), dtype=torch.float64)[:, None]
+
+        def residual(ae: nn.Module) -> float:
+            with torch.no_grad():
+                dist = (P - ae(P)).norm(dim=-1) / size
+            return float((dist * w).sum() / w.sum().clamp_min(1e-12))
+
+        ours, best = residual(self.aes[fam]), residual(oracle)
+        return {
+            f"val/{dataset}/acae/oracle_residual": best,
+            f"val/{dataset}/acae/hidden_residual": ours,
+            f"val/{dataset}/acae/oracle_gap": ours - best,
+        }
 
 
 def projector_from_checkpoint(ckpt: str | Path, reference: bool = False) -> ACAEProjector:
