@@ -376,6 +376,41 @@ def test_validation_reports_the_oracle_on_hidden_ground_truth(acae_runs):
     }
 
 
+def test_figures_reach_the_run_pictures(acae_runs):
+    import cv2
+
+    pictures = acae_runs["tmp"] / "full" / "run" / "pictures"
+    enc = cv2.imread(str(pictures / "acae_encoder_human.png"))
+    lat = cv2.imread(str(pictures / "acae_latents_human.png"))
+    assert enc is not None and lat is not None
+    # the encoder image: one 9-pixel row per union joint (17 COCO + 16 MPII), colours beyond white and black
+    assert enc.shape[0] == 9 * 33 and len(np.unique(enc.reshape(-1, 3), axis=0)) > 10
+    assert lat.shape[0] == 256 and lat.shape[1] >= 256 * 48 // 64
+
+
+def test_figure_drawing_puts_latents_where_they_are():
+    from multipose.bridges.acae_figures import LATENT_COLOURS, latents_image, weights_image
+
+    crop = np.zeros((3, 64, 48), np.float32)
+    crop[0, 0, 0] = 1.0  # min-max stretch: a black crop with one bright pixel
+    joints = np.array([[[10.0, 10.0], [30.0, 50.0]]])
+    latents = np.array([[[12.0, 40.0], [40.0, 8.0], [24.0, 24.0]]])  # left, right, central (n_sided = 2)
+    img = latents_image([crop], joints, np.array([[1.0, 0.0]]), latents, n_sided=2, height=128)
+    assert img.shape == (128, 96, 3) and img.dtype == np.uint8
+    for (x, y), colour in zip(latents[0] * 2, LATENT_COLOURS, strict=True):
+        assert tuple(img[int(y), int(x)]) == colour
+    assert tuple(img[20, 20]) == (160, 160, 160) and tuple(img[100, 60]) == (0, 0, 0)  # weight 0: not drawn
+    w = weights_image(np.array([[1.0, -1.0, 0.0]]), ["a"], n_sided=2, cell=4, label_w=10)
+    assert w.shape == (4, 22, 3)
+    assert (
+        tuple(w[1, 11]) == (255, 0, 0)
+        and tuple(w[1, 15]) == (0, 0, 255)
+        and tuple(w[1, 19]) == (255, 255, 255)
+    )
+    with pytest.raises(ValueError, match="one name per row"):
+        weights_image(np.ones((2, 3)), ["a"])
+
+
 def test_oracle_is_absent_without_hidden_ground_truth(tiny_world):
     import hydra
 

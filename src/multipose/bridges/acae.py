@@ -27,6 +27,9 @@ AE per family that only measures. Both are submodules, so they are saved in the 
   box-size units, ``val/<ds>/acae/oracle_residual`` (the oracle AE's residual), ``val/<ds>/acae/hidden_residual``
   (the run's AE's) and ``val/<ds>/acae/oracle_gap`` (their difference: how far the pseudo-GT AE is from the
   oracle). Without hidden ground truth (real data) these keys are absent.
+* figures (:meth:`ACAEBridge.figures`, drawn by :mod:`multipose.bridges.acae_figures`): per family the encoder
+  weight matrix (``acae_encoder_<family>``) and the latent points on a few validation crops
+  (``acae_latents_<family>``), after each validation into ``pictures/`` and to TensorBoard / W&B.
 """
 
 from __future__ import annotations
@@ -529,6 +532,47 @@ class ACAEBridge(Bridge):
                 out[f"val/{dataset}/consistency/predictability"] = float(np.nanmean(scores))
         for dataset, items in merged["hidden"].items():
             out.update(self._oracle_metrics(lit, dataset, items))
+        return out
+
+    # ------------------------------------------------------------------ figures
+    def figures(self, lit: PoseLitModule, batch: Mapping[str, Any], crops: int = 4) -> dict[str, np.ndarray]:
+        """Per family with a fitted AE: ``acae/encoder_<family>`` (the encoder weights ``[J, L]``, one row per
+        union joint) and ``acae/latents_<family>`` (up to ``crops`` crops of the family's datasets with the heads'
+        union joints and the latents projected from them, in crop pixels)."""
+        from multipose.bridges.acae_figures import latents_image, weights_image
+        from multipose.inference import MixSpec, Predictor
+
+        if not len(self.aes) or not bool(self.fitted.all()):
+            return {}
+        predictor = getattr(lit, "predictor", None)
+        if predictor is None:
+            spec = MixSpec.from_dict(self._mix if self._mix is not None else lit.mix)
+            predictor = Predictor(lit.model, spec, flip_test=bool(lit.eval_cfg.get("flip_test", True)))
+        names = predictor.mix.names
+        out: dict[str, np.ndarray] = {}
+        for fam, ae in self.aes.items():
+            out[f"acae/encoder_{fam}"] = weights_image(
+                ae.encoder_weights().detach().cpu().numpy(), ae.joint_names, ae.n_latent_sided
+            )
+            index = self.index[fam]
+            rows = [i for i, d in enumerate(batch["dataset_idx"].tolist()) if names[int(d)] in index][:crops]
+            if not rows:
+                continue
+            images = batch["image"][rows]
+            maps = predictor.heatmaps(images, list(index))
+            kp = {}
+            for h, hm in maps.items():  # decoded with each head's codec: input (crop) pixels
+                coords, scores = predictor.mix.codecs[h].decode(hm.float().cpu())
+                kp[h] = torch.cat([torch.as_tensor(coords), torch.as_tensor(scores)[..., None]], -1).double()
+            pose, conf = union_points(ae, index, kp)
+            latents = ae.project_latents(pose, conf.clamp_min(1e-6))
+            out[f"acae/latents_{fam}"] = latents_image(
+                list(images.detach().float().cpu().numpy()),
+                pose.numpy(),
+                conf.numpy(),
+                latents.detach().numpy(),
+                ae.n_latent_sided,
+            )
         return out
 
     # ------------------------------------------------------------------ the oracle (synthetic world)
