@@ -180,12 +180,68 @@ def test_training_terms_match_the_formula_and_are_stage_gated():
     assert set(bridge.training_losses(lit_off, batch, outputs)) == {"consistency"}
 
 
+LATENT_MODEL = {
+    **_model_config(),
+    "backbone": {"name": "vit_tiny", "overrides": {"embed_dim": 32}},
+    "head": {"type": "classic", "deconv_filters": [16, 16]},
+}
+
+
+def test_latent_and_hybrid_train_a_latent_head_with_their_terms():
+    weights = {"consistency": 1.0, "aegt": 1.0, "latent_gt": 1.0, "teacher": 1.0}
+    torch.manual_seed(0)
+    hybrid = ACAEBridge({"n_latent": 8, "variant": "hybrid"}, weights, LATENT_MODEL, _mix())
+    hybrid.fitted[:] = True
+    ae, index = hybrid.aes["human"], hybrid.index["human"]
+    head = hybrid.latent_heads["human"]
+    assert not any(p.requires_grad for p in ae.parameters())
+    assert {id(p) for p in hybrid.extra_optimizer_params()} == {id(p) for p in head.parameters()}
+    g = torch.Generator().manual_seed(1)
+    heat = {
+        "syn_coco": torch.rand(4, 17, 16, 12, generator=g),
+        "syn_mpii": torch.rand(4, 16, 16, 12, generator=g),
+    }
+    owner = torch.tensor([0, 1, 0, 1])
+    feats = torch.randn(4, 32, 4, 3, generator=g)
+    outputs = SimpleNamespace(all=heat, owner=owner, mask=lambda i: owner == i, features=feats)
+    target = torch.zeros(4, 17, 16, 12)
+    target[:, :, 5, 6] = 1.0
+    batch = {"image": torch.zeros(4, 3, 64, 48), "heatmap": target, "heatmap_weight": torch.ones(4, 17)}
+    lit = SimpleNamespace(loss_on=lambda name, term: True, global_step=0)
+    terms = hybrid.training_losses(lit, batch, outputs)
+    assert set(terms) == set(weights)
+    stride = torch.tensor([47 / 11, 63 / 15])
+    z, _ = heatmap_coords(head(feats), stride)
+    z = z / 64
+    decoded = torch.einsum("bld,lj->bjd", z, ae.decoder_weights().float())
+    gt = torch.tensor([6.0, 5.0]) * stride / 64
+    own = torch.cat([decoded[[0, 2]][:, index["syn_coco"]], decoded[[1, 3]][:, index["syn_mpii"]]], 1)
+    assert terms["latent_gt"].item() == pytest.approx((own - gt).abs().mean().item(), rel=1e-4)
+    kp = {}
+    for h, hm in heat.items():
+        xy, peak = heatmap_coords(hm, stride)
+        kp[h] = torch.cat([xy / 64, peak[..., None]], -1)
+    union, _ = union_points(ae, index, kp)
+    teacher = torch.einsum("bjd,jl->bld", union.float(), ae.encoder_weights().float())
+    assert terms["teacher"].item() == pytest.approx((z - teacher).abs().mean().item(), rel=1e-4)
+    (terms["latent_gt"] + terms["teacher"]).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters() if p.dim() > 1)
+    # the teacher waits for its step; the latent variant trains only the decoded latents
+    late = ACAEBridge(
+        {"n_latent": 8, "variant": "hybrid", "teacher_start_step": 10}, weights, LATENT_MODEL, _mix()
+    )
+    late.fitted[:] = True
+    assert "teacher" not in late.training_losses(lit, batch, outputs)
+    latent = ACAEBridge({"n_latent": 8, "variant": "latent"}, weights, LATENT_MODEL, _mix())
+    latent.fitted[:] = True
+    assert set(latent.training_losses(lit, batch, outputs)) == {"latent_gt"}
+    assert not len(_bridge().latent_heads)  # output_reg has none
+
+
 def test_the_ae_does_not_train_and_bad_settings_are_named():
     bridge = _bridge()
     assert len(bridge.aes) == 1 and not any(p.requires_grad for p in bridge.parameters())
     assert bridge.extra_optimizer_params() == []
-    with pytest.raises(ValueError, match="bridge.acae.variant='latent'.*not implemented"):
-        _bridge(variant="latent")
     with pytest.raises(ValueError, match="bridge.acae.variant='nope'"):
         _bridge(variant="nope")
     with pytest.raises(ValueError, match=r"loss.acae has unknown terms \['consistensy'\]"):
@@ -359,6 +415,33 @@ def test_validation_scores_the_projection_and_the_label_free_metrics(acae_runs):
     assert 0 <= m["val/syn_coco/acae/AP"] <= 1
     assert "val/syn_mpii/acae/PCKh@0.5" in m
     assert any(k.startswith("val/syn_coco/cross/syn_mpii/acae/") for k in m)
+
+
+def test_hybrid_run_trains_and_scores_the_latent_head(tiny_world, tmp_path):
+    from multipose.bridges.acae import projector_from_checkpoint
+    from multipose.train import train
+
+    over = [
+        *SMOKE,
+        *CKPT,
+        *ACAE,
+        "trainer.max_epochs=1",
+        "bridge.acae.variant=hybrid",
+        "bridge.acae.oracle=false",
+    ]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(ACAEBridge, "fit_from_heads", _fake_fit([]))
+    try:
+        m = train(_cfg(tmp_path, tiny_world, over, validate=True))
+    finally:
+        mp.undo()
+    assert 0 <= m["val/syn_coco/acae_latent/AP"] <= 1 and "val/syn_mpii/acae_latent/PCKh@0.5" in m
+    assert "val/syn_coco/acae/AP" in m and not any("oracle" in k for k in m)
+    assert m["train/acae/latent_gt"] > 0 and m["train/acae/teacher"] > 0 and m["train/acae/consistency"] > 0
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    sd = _state(ckpt)["state_dict"]
+    assert any(k.startswith("bridges.acae.latent_heads.human.") for k in sd)
+    assert projector_from_checkpoint(ckpt).families  # the latent head loads with the bridge
 
 
 def test_validation_reports_the_oracle_on_hidden_ground_truth(acae_runs):

@@ -55,8 +55,7 @@ __all__ = ["ACAEBridge", "ACAEProjector", "consistency_residual", "projector_fro
 log = logging.getLogger(__name__)
 
 VARIANTS = ("output_reg", "latent", "hybrid")
-IMPLEMENTED_VARIANTS = ("output_reg",)
-LOSS_TERMS = ("consistency", "aegt")
+LOSS_TERMS = ("consistency", "aegt", "latent_gt", "teacher")
 
 
 def _ae_class() -> Any:
@@ -156,7 +155,7 @@ class ACAEBridge(Bridge):
     """See the module docstring. Settings: ``bridge.acae`` (``conf/bridge/acae.yaml``)."""
 
     name = "acae"
-    variants = ("acae",)
+    variants = ("acae", "acae_latent")
 
     def __init__(
         self,
@@ -170,11 +169,6 @@ class ACAEBridge(Bridge):
         variant = str(s.get("variant", "output_reg"))
         if variant not in VARIANTS:
             raise ValueError(f"bridge.acae.variant={variant!r} is unknown; choose one of {list(VARIANTS)}")
-        if variant not in IMPLEMENTED_VARIANTS:
-            raise ValueError(
-                f"bridge.acae.variant={variant!r} (a latent-point head) is not implemented yet; use output_reg "
-                "(the variant the authors shipped: output-level consistency + test-time projection)"
-            )
         unknown = sorted(set(self.loss_weights) - set(LOSS_TERMS))
         if unknown:
             raise ValueError(f"loss.acae has unknown terms {unknown}; the ACAE bridge has {list(LOSS_TERMS)}")
@@ -212,6 +206,14 @@ class ACAEBridge(Bridge):
             self.index[fam] = {d: torch.as_tensor(i, dtype=torch.long) for d, i in index.items()}
         for p in self.parameters():  # the AEs are fitted, never trained by the pose optimiser
             p.requires_grad_(False)
+        # latent / hybrid: one latent-point head per family, trained with the model (multipose.bridges.acae_latent)
+        self.latent_heads = nn.ModuleDict()
+        if variant != "output_reg":
+            from multipose.bridges.acae_latent import build_latent_head
+
+            for fam, ae in self.aes.items():
+                self.latent_heads[fam] = build_latent_head(model_config, ae.n_latent)
+        self.teacher_start_step = int(s.get("teacher_start_step", 0) or 0)
         self.register_buffer("fitted", torch.zeros(len(self.aes), dtype=torch.bool))
         self.register_buffer("reference_fitted", torch.zeros(len(self.aes), dtype=torch.bool))
         self._mix = mix
@@ -374,8 +376,12 @@ class ACAEBridge(Bridge):
     def training_losses(
         self, lit: PoseLitModule, batch: Mapping[str, Tensor], outputs: HeadOutputs
     ) -> dict[str, Tensor]:
+        from multipose.bridges.acae_latent import VARIANT_TERMS
+
         w = {t: float(self.loss_weights.get(t, 0.0) or 0.0) for t in LOSS_TERMS}
-        on = {t: w[t] > 0 and lit.loss_on("acae", t) for t in LOSS_TERMS}
+        on = {t: t in VARIANT_TERMS[self.variant] and w[t] > 0 and lit.loss_on("acae", t) for t in LOSS_TERMS}
+        if on["teacher"] and int(getattr(lit, "global_step", 0)) < self.teacher_start_step:
+            on["teacher"] = False
         if not any(on.values()) or not len(self.aes):
             return {}
         if outputs.all is None:
@@ -396,7 +402,34 @@ class ACAEBridge(Bridge):
             if on["aegt"]:
                 rec = torch.einsum("bjc,jk->bkc", union, w_rec.to(union))
                 totals["aegt"] = totals["aegt"] + self._aegt(lit, batch, outputs, fam, rec)
+            if on["latent_gt"] or on["teacher"]:
+                latents = self.latent_points(lit, outputs, fam)
+                if on["latent_gt"]:
+                    from multipose.bridges.acae_latent import decoded_joints
+
+                    decoded = decoded_joints(latents, ae)
+                    totals["latent_gt"] = totals["latent_gt"] + self._aegt(lit, batch, outputs, fam, decoded)
+                if on["teacher"]:
+                    from multipose.bridges.acae_latent import teacher_loss
+
+                    totals["teacher"] = totals["teacher"] + teacher_loss(latents, union, ae)
         return {t: w[t] * v for t, v in totals.items()}
+
+    def latent_points(self, lit: PoseLitModule, outputs: HeadOutputs, family: str) -> Tensor:
+        """``[B, L, 2]`` differentiable latent points (crop-height units) of ``family``'s latent head on the batch's
+        backbone features."""
+        from multipose.losses.coords import heatmap_coords
+
+        if outputs.features is None:
+            raise RuntimeError(
+                "bridge.acae.variant latent/hybrid needs the backbone features (HeadOutputs.features)"
+            )
+        strides, height = self.geometry(lit)
+        stride = strides[next(iter(self.index[family]))]
+        xy, _ = heatmap_coords(
+            self.latent_heads[family](outputs.features), stride, self.sa_radius, self.sa_beta
+        )
+        return xy / height
 
     def _aegt(
         self, lit: PoseLitModule, batch: Mapping[str, Tensor], outputs: HeadOutputs, fam: str, rec: Tensor
@@ -425,12 +458,16 @@ class ACAEBridge(Bridge):
 
     # ------------------------------------------------------------------ validation
     def variant_names(self, lit: PoseLitModule) -> tuple[str, ...]:
-        """``("acae",)`` when ``evaluation.acae_projection`` is on and the AEs are fitted."""
+        """``("acae",)`` when ``evaluation.acae_projection`` is on and the AEs are fitted; ``acae_latent`` too for
+        the variants with a latent head (latent, hybrid)."""
         on = bool(lit.eval_cfg.get("acae_projection", False))
-        if on and len(self.aes) and not bool(self.fitted.all()):
-            log.warning("evaluation.acae_projection: the ACAE is not fitted in this checkpoint; not scored")
+        if len(self.aes) and not bool(self.fitted.all()):
+            if on or len(self.latent_heads):
+                log.warning(
+                    "ACAE: the autoencoder is not fitted in this checkpoint; its variants are not scored"
+                )
             return ()
-        return self.variants if on else ()
+        return (("acae",) if on else ()) + (("acae_latent",) if len(self.latent_heads) else ())
 
     def reset_validation(self) -> None:
         self._val = {"offsets": {}, "residual": {}, "points": {}, "hidden": {}}
@@ -449,10 +486,51 @@ class ACAEBridge(Bridge):
                 extra = lit.predictor.predict_batch(batch, dataset, missing)
                 kp.update({h: p.keypoints for h, p in extra.items()})
             self._collect(lit, fam, dataset, batch, kp)
-        if "acae" not in self.variant_names(lit):
-            return {}
-        projected = self.projector()(kp) if fam is not None else dict(kp)
-        return {"acae": {h: projected[h] for h in predictions}}
+        names = self.variant_names(lit)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        if "acae" in names:
+            projected = self.projector()(kp) if fam is not None else dict(kp)
+            out["acae"] = {h: projected[h] for h in predictions}
+        if "acae_latent" in names:
+            decoded = self.latent_predictions(lit, batch, dataset) if fam is not None else {}
+            out["acae_latent"] = {h: decoded.get(h, kp[h]) for h in predictions}
+        return out
+
+    @torch.no_grad()
+    def latent_predictions(
+        self, lit: PoseLitModule, batch: Mapping[str, Any], dataset: str
+    ) -> dict[str, np.ndarray]:
+        """``{head: [B, K, 3]}`` image-pixel keypoints of every head of ``dataset``'s family from the decoded latent
+        head (flip-tested like the heads); scores: the decoder's absolute weights over the latents' peaks."""
+        from multipose.bridges.acae_latent import decoded_joints, latent_heatmaps
+
+        fam = self._family_of(dataset)
+        ae, index = self.aes[fam], self.index[fam]
+        predictor = lit.predictor
+        first = next(iter(index))
+        images = batch["image"]
+        didx = torch.full(
+            (images.shape[0],), lit.model.head_index(dataset), dtype=torch.long, device=images.device
+        )
+        maps = latent_heatmaps(
+            self.latent_heads[fam], lit.model, images, didx, predictor.flip_test, predictor.mix.codecs[first],
+            ae.latent_partners,
+        )  # fmt: skip
+        use_udp = predictor.mix.dataset(dataset).use_udp
+        z = torch.as_tensor(
+            predictor.decode(maps, first, batch["center"], batch["scale"], use_udp), dtype=torch.float64
+        )
+        joints = decoded_joints(z[..., :2], ae)
+        reach = ae.decoder_weights().detach().abs()
+        scores = z[..., 2] @ (reach / reach.sum(0, keepdim=True).clamp_min(1e-12))
+        out = {}
+        for h, idx in index.items():
+            pts = torch.zeros(images.shape[0], idx.numel(), 3, dtype=torch.float64)
+            keep = idx >= 0
+            pts[:, keep, :2] = joints[:, idx[keep]]
+            pts[:, keep, 2] = scores[:, idx[keep]]
+            out[h] = pts.numpy().astype(np.float32)
+        return out
 
     def _collect(
         self,
