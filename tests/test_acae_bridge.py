@@ -176,12 +176,68 @@ def test_training_terms_match_the_formula_and_are_stage_gated():
     assert set(bridge.training_losses(lit_off, batch, outputs)) == {"consistency"}
 
 
+LATENT_MODEL = {
+    **_model_config(),
+    "backbone": {"name": "vit_tiny", "overrides": {"embed_dim": 32}},
+    "head": {"type": "classic", "deconv_filters": [16, 16]},
+}
+
+
+def test_latent_and_hybrid_train_a_latent_head_with_their_terms():
+    weights = {"consistency": 1.0, "aegt": 1.0, "latent_gt": 1.0, "teacher": 1.0}
+    torch.manual_seed(0)
+    hybrid = ACAEBridge({"n_latent": 8, "variant": "hybrid"}, weights, LATENT_MODEL, _mix())
+    hybrid.fitted[:] = True
+    ae, index = hybrid.aes["human"], hybrid.index["human"]
+    head = hybrid.latent_heads["human"]
+    assert not any(p.requires_grad for p in ae.parameters())
+    assert {id(p) for p in hybrid.extra_optimizer_params()} == {id(p) for p in head.parameters()}
+    g = torch.Generator().manual_seed(1)
+    heat = {
+        "syn_coco": torch.rand(4, 17, 16, 12, generator=g),
+        "syn_mpii": torch.rand(4, 16, 16, 12, generator=g),
+    }
+    owner = torch.tensor([0, 1, 0, 1])
+    feats = torch.randn(4, 32, 4, 3, generator=g)
+    outputs = SimpleNamespace(all=heat, owner=owner, mask=lambda i: owner == i, features=feats)
+    target = torch.zeros(4, 17, 16, 12)
+    target[:, :, 5, 6] = 1.0
+    batch = {"image": torch.zeros(4, 3, 64, 48), "heatmap": target, "heatmap_weight": torch.ones(4, 17)}
+    lit = SimpleNamespace(loss_on=lambda name, term: True, global_step=0)
+    terms = hybrid.training_losses(lit, batch, outputs)
+    assert set(terms) == set(weights)
+    stride = torch.tensor([47 / 11, 63 / 15])
+    z, _ = heatmap_coords(head(feats), stride)
+    z = z / 64
+    decoded = torch.einsum("bld,lj->bjd", z, ae.decoder_weights().float())
+    gt = torch.tensor([6.0, 5.0]) * stride / 64
+    own = torch.cat([decoded[[0, 2]][:, index["syn_coco"]], decoded[[1, 3]][:, index["syn_mpii"]]], 1)
+    assert terms["latent_gt"].item() == pytest.approx((own - gt).abs().mean().item(), rel=1e-4)
+    kp = {}
+    for h, hm in heat.items():
+        xy, peak = heatmap_coords(hm, stride)
+        kp[h] = torch.cat([xy / 64, peak[..., None]], -1)
+    union, _ = union_points(ae, index, kp)
+    teacher = torch.einsum("bjd,jl->bld", union.float(), ae.encoder_weights().float())
+    assert terms["teacher"].item() == pytest.approx((z - teacher).abs().mean().item(), rel=1e-4)
+    (terms["latent_gt"] + terms["teacher"]).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters() if p.dim() > 1)
+    # the teacher waits for its step; the latent variant trains only the decoded latents
+    late = ACAEBridge(
+        {"n_latent": 8, "variant": "hybrid", "teacher_start_step": 10}, weights, LATENT_MODEL, _mix()
+    )
+    late.fitted[:] = True
+    assert "teacher" not in late.training_losses(lit, batch, outputs)
+    latent = ACAEBridge({"n_latent": 8, "variant": "latent"}, weights, LATENT_MODEL, _mix())
+    latent.fitted[:] = True
+    assert set(latent.training_losses(lit, batch, outputs)) == {"latent_gt"}
+    assert not len(_bridge().latent_heads)  # output_reg has none
+
+
 def test_the_ae_does_not_train_and_bad_settings_are_named():
     bridge = _bridge()
     assert len(bridge.aes) == 1 and not any(p.requires_grad for p in bridge.parameters())
     assert bridge.extra_optimizer_params() == []
-    with pytest.raises(ValueError, match="bridge.acae.variant='latent'.*not implemented"):
-        _bridge(variant="latent")
     with pytest.raises(ValueError, match="bridge.acae.variant='nope'"):
         _bridge(variant="nope")
     with pytest.raises(ValueError, match=r"loss.acae has unknown terms \['consistensy'\]"):
@@ -274,7 +330,7 @@ def acae_runs(tiny_world, tmp_path_factory):
     calls: list = []
     mp = pytest.MonkeyPatch()
     mp.setattr(ACAEBridge, "fit_from_heads", _fake_fit(calls))
-    base = [*SMOKE, *CKPT, *ACAE, "trainer.max_epochs=2"]
+    base = [*SMOKE, *CKPT, *ACAE, "trainer.max_epochs=2", "bridge.acae.oracle_steps=200"]
     try:
         full = train(run_config(tmp / "full", tiny_world, base, validate=True))
         n_full = len(calls)
@@ -340,6 +396,109 @@ def test_validation_scores_the_projection_and_the_label_free_metrics(acae_runs):
     assert 0 <= m["val/syn_coco/acae/AP"] <= 1
     assert "val/syn_mpii/acae/PCKh@0.5" in m
     assert any(k.startswith("val/syn_coco/cross/syn_mpii/acae/") for k in m)
+
+
+def test_hybrid_run_trains_and_scores_the_latent_head(tiny_world, tmp_path):
+    from multipose.bridges.acae import projector_from_checkpoint
+    from multipose.train import train
+
+    over = [
+        *SMOKE,
+        *CKPT,
+        *ACAE,
+        "trainer.max_epochs=1",
+        "bridge.acae.variant=hybrid",
+        "bridge.acae.oracle=false",
+    ]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(ACAEBridge, "fit_from_heads", _fake_fit([]))
+    try:
+        m = train(run_config(tmp_path, tiny_world, over, validate=True))
+    finally:
+        mp.undo()
+    assert 0 <= m["val/syn_coco/acae_latent/AP"] <= 1 and "val/syn_mpii/acae_latent/PCKh@0.5" in m
+    assert "val/syn_coco/acae/AP" in m and not any("oracle" in k for k in m)
+    assert m["train/acae/latent_gt"] > 0 and m["train/acae/teacher"] > 0 and m["train/acae/consistency"] > 0
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    sd = load_state(ckpt)["state_dict"]
+    assert any(k.startswith("bridges.acae.latent_heads.human.") for k in sd)
+    assert projector_from_checkpoint(ckpt).families  # the latent head loads with the bridge
+
+
+def test_validation_reports_the_oracle_on_hidden_ground_truth(acae_runs):
+    m = acae_runs["metrics"]
+    for ds in ("syn_coco", "syn_mpii"):
+        oracle, ours = m[f"val/{ds}/acae/oracle_residual"], m[f"val/{ds}/acae/hidden_residual"]
+        assert 0 < oracle < ours  # the AE fitted on hidden GT beats the run's (here: an unfitted stand-in)
+        assert m[f"val/{ds}/acae/oracle_gap"] == pytest.approx(ours - oracle)
+    # the oracle lives on the bridge only: the checkpoint holds the run's AE and the reference AE, nothing else
+    sd = load_state(acae_runs["tmp"] / "full" / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert not [k for k in sd if "oracle" in k]
+    assert {k.split(".")[2] for k in sd if k.startswith("bridges.acae.") and k.count(".") > 3} == {
+        "aes",
+        "reference",
+    }
+
+
+def test_figures_reach_the_run_pictures(acae_runs):
+    import cv2
+
+    pictures = acae_runs["tmp"] / "full" / "run" / "pictures"
+    enc = cv2.imread(str(pictures / "acae_encoder_human.png"))
+    lat = cv2.imread(str(pictures / "acae_latents_human.png"))
+    assert enc is not None and lat is not None
+    # the encoder image: one 9-pixel row per union joint (17 COCO + 16 MPII), colours beyond white and black
+    assert enc.shape[0] == 9 * 33 and len(np.unique(enc.reshape(-1, 3), axis=0)) > 10
+    assert lat.shape[0] == 256 and lat.shape[1] >= 256 * 48 // 64
+
+
+def test_figure_drawing_puts_latents_where_they_are():
+    from multipose.bridges.acae_figures import LATENT_COLOURS, latents_image, weights_image
+
+    crop = np.zeros((3, 64, 48), np.float32)
+    crop[0, 0, 0] = 1.0  # min-max stretch: a black crop with one bright pixel
+    joints = np.array([[[10.0, 10.0], [30.0, 50.0]]])
+    latents = np.array([[[12.0, 40.0], [40.0, 8.0], [24.0, 24.0]]])  # left, right, central (n_sided = 2)
+    img = latents_image([crop], joints, np.array([[1.0, 0.0]]), latents, n_sided=2, height=128)
+    assert img.shape == (128, 96, 3) and img.dtype == np.uint8
+    for (x, y), colour in zip(latents[0] * 2, LATENT_COLOURS, strict=True):
+        assert tuple(img[int(y), int(x)]) == colour
+    assert tuple(img[20, 20]) == (160, 160, 160) and tuple(img[100, 60]) == (0, 0, 0)  # weight 0: not drawn
+    w = weights_image(np.array([[1.0, -1.0, 0.0]]), ["a"], n_sided=2, cell=4, label_w=10)
+    assert w.shape == (4, 22, 3)
+    assert (
+        tuple(w[1, 11]) == (255, 0, 0)
+        and tuple(w[1, 15]) == (0, 0, 255)
+        and tuple(w[1, 19]) == (255, 255, 255)
+    )
+    with pytest.raises(ValueError, match="one name per row"):
+        weights_image(np.ones((2, 3)), ["a"])
+
+
+def test_oracle_is_absent_without_hidden_ground_truth(tiny_world):
+    import hydra
+
+    cfg = compose("train", ["+experiment=smoke", f"data.root={tiny_world}", "data.num_workers=0"])
+    dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
+    dm.setup("fit")
+    for name in dm.dataset_names:  # real data: no hidden all-skeleton ground truth
+        for inst in dm.train_datasets[dm.dataset_names.index(name)].instances + dm.val_instances(name):
+            inst.extra_gt = {}
+    bridge = _bridge(oracle_steps=5)
+    bridge.fitted[:] = True
+    lit = SimpleNamespace(_trainer=SimpleNamespace(datamodule=dm))
+    val = dm.val_instances("syn_coco")[:2]
+    batch = {"ann_id": torch.tensor([i.ann_id for i in val])}
+    assert bridge._hidden_batch(lit, "human", "syn_coco", batch) is None
+    assert bridge.oracle(lit, "human") is None
+    fake = [
+        (
+            np.zeros((2, bridge.aes["human"].n_joints, 2)),
+            np.ones((2, bridge.aes["human"].n_joints)),
+            np.ones(2),
+        )
+    ]
+    assert bridge._oracle_metrics(lit, "syn_coco", fake) == {}
 
 
 def test_predictor_and_predict_project(acae_runs, tiny_world, tmp_path):

@@ -16,6 +16,9 @@ keypoint results format. ``--draw`` writes ``DIR/draw/<skeleton>/<image>.jpg`` w
 An image without boxes contributes no result; a checkpoint without the skeleton is an error naming the ones it has.
 ``--project`` (a checkpoint trained with ``+bridge=acae``) writes the confidence-weighted ACAE projection of every
 head's keypoints instead of the raw ones (:class:`multipose.bridges.acae.ACAEProjector`).
+``--acae FILE`` (an AE file of ``python -m multipose.acae add-skeleton``) serves its added skeletons like heads
+(:mod:`multipose.bridges.acae_serve`): ``--skeleton NAME`` (``NAME_acae`` when the checkpoint also has a head
+NAME) writes ``results_<skeleton>.json`` from the AE heads' predictions mapped to NAME's joints.
 
 ``--prompt RESULTS`` (models trained with ``+prompt=extpose``): a COCO keypoint results list in one skeleton
 (``--prompt-skeleton``, default: the only one of the model's prompt skeletons with that many joints) whose poses
@@ -30,7 +33,7 @@ import argparse
 import json
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,13 +239,17 @@ def read_prompts(model: Any, path: Path, skeleton: str | None) -> Prompts:
     return Prompts(model, poses, sk)
 
 
-def select_heads(model: Any, spec: Any, skeleton: str) -> list[str]:
-    """The heads for ``--skeleton`` (a skeleton name, a head/dataset name, or ``all``)."""
+def select_heads(model: Any, spec: Any, skeleton: str, added: Mapping[str, Any] | None = None) -> list[str]:
+    """The heads for ``--skeleton`` (a skeleton name, a head/dataset name, or ``all``); ``added``: skeletons of an
+    ``--acae`` file (``{name: AddedSkeleton}``), selected by their name or skeleton name too (``all``: every one)."""
+    added = dict(added or {})
     if skeleton == "all":
-        return list(spec.names)
+        return list(spec.names) + list(added)
     heads = [n for n in spec.names if n == skeleton or spec.skeletons[n].name == skeleton]
+    heads += [n for n, a in added.items() if n == skeleton or a.skeleton.name == skeleton]
     if not heads:
         have = ", ".join(f"{spec.skeletons[n].name} (head {n})" for n in spec.names)
+        have += "".join(f", {a.skeleton.name} (added {n})" for n, a in added.items())
         raise SystemExit(f"error: the checkpoint has no head for skeleton {skeleton!r}; it has: {have}")
     return heads
 
@@ -262,6 +269,8 @@ def predict(
     project: bool = False,
     prompt: str | Path | None = None,
     prompt_skeleton: str | None = None,
+    acae: str | Path | None = None,
+    acae_skeleton: str | None = None,
 ) -> dict[str, Path]:
     """Run the checkpoint on ``source``; returns ``{head: results file}`` (see the module docstring)."""
     import torch
@@ -276,13 +285,25 @@ def predict(
 
     source, out = Path(source), Path(out)
     model, spec, opts = load_for_inference(ckpt, device)
-    heads = select_heads(model, spec, skeleton)
+    added = {}
+    if acae is not None:
+        from multipose.bridges.acae_model import AEFileError
+        from multipose.bridges.acae_serve import load_added_skeletons
+
+        try:
+            added = load_added_skeletons(acae, mix=spec, skeletons=acae_skeleton)
+        except AEFileError as err:
+            raise SystemExit(f"error: --acae {err}") from None
+    heads = select_heads(model, spec, skeleton, added)
+    added = {n: a for n, a in added.items() if n in heads}
     projector = None
     if project:
         from multipose.bridges.acae import projector_from_checkpoint
 
         projector = projector_from_checkpoint(ckpt)
-    predictor = Predictor(model, spec, flip_test=opts.get("flip_test", True), projector=projector)
+    predictor = Predictor(
+        model, spec, flip_test=opts.get("flip_test", True), projector=projector, added=added
+    )
     frames, total = list_frames(source)
     boxes, names = read_boxes(Path(detections) if detections else None, frames)
     prompts = None if prompt is None else read_prompts(model, Path(prompt), prompt_skeleton)
@@ -290,11 +311,12 @@ def predict(
     if names:
         stream = (Frame(f.name, names.get(f.name, f.image_id), f.path, f.array) for f in stream)
     groups: dict[bool, list[str]] = {}
-    for h in heads:  # heads whose crops share the affine kind share the crops
-        groups.setdefault(spec.dataset(h).use_udp, []).append(h)
+    for h in heads:  # heads whose crops share the affine kind share the crops (an added skeleton: its AE's)
+        source = added[h].heads[0] if h in added else h
+        groups.setdefault(spec.dataset(source).use_udp, []).append(h)
     transforms = {
         udp: TopDownTransform(
-            spec.input_size, spec.skeletons[hs[0]], train=False, use_udp=udp, photometric=False
+            spec.input_size, predictor.skeleton(hs[0]), train=False, use_udp=udp, photometric=False
         )
         for udp, hs in groups.items()
     }
@@ -344,7 +366,7 @@ def predict(
                 ann_id=-1,
                 dataset="predict",
                 bbox=det["bbox"],
-                keypoints=np.zeros((spec.skeletons[heads[0]].num_keypoints, 3)),
+                keypoints=np.zeros((predictor.skeleton(heads[0]).num_keypoints, 3)),
                 area=det["area"],
                 score=det["score"],
             )
@@ -368,9 +390,9 @@ def predict(
     box_scores = np.array([m[1] for m in meta], np.float64)
     areas = np.array([m[2] for m in meta], np.float64)
     written: dict[str, Path] = {}
-    skeleton_names = [spec.skeletons[h].name for h in heads]
+    skeleton_names = [predictor.skeleton(h).name for h in heads]
     for h in heads:
-        skel = spec.skeletons[h]
+        skel = predictor.skeleton(h)
         kpts = np.concatenate(found[h]) if found[h] else np.zeros((0, skel.num_keypoints, 3), np.float32)
         kept, scores = select_poses(
             kpts,
@@ -466,6 +488,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--prompt", default=None, help="COCO keypoint results whose poses prompt the model")
     parser.add_argument("--prompt-skeleton", default=None, help="skeleton of the --prompt poses")
+    parser.add_argument(
+        "--acae",
+        default=None,
+        help="AE file of `python -m multipose.acae add-skeleton`: its added skeletons are served like heads "
+        "(select one with --skeleton NAME; NAME_acae when the checkpoint has a head NAME)",
+    )
+    parser.add_argument(
+        "--acae-skeleton", default=None, help="skeleton YAML of the --acae skeleton when it is not a built-in"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     predict(
@@ -482,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         project=args.project,
         prompt=args.prompt,
         prompt_skeleton=args.prompt_skeleton,
+        acae=args.acae,
+        acae_skeleton=args.acae_skeleton,
     )
     return 0
 

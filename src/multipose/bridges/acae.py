@@ -21,6 +21,15 @@ AE per family that only measures. Both are submodules, so they are saved in the 
   Label-free metrics every validation: ``val/<ds>/consistency/CHD_bc`` (bias-corrected cross-head disagreement),
   ``val/<ds>/consistency/acae_residual`` (reference AE) and ``val/<ds>/consistency/predictability``
   (:mod:`multipose.bridges.acae_metrics`).
+* the oracle (synthetic world, ``bridge.acae.oracle: true``): an AE fitted once, at the first validation, on the
+  hidden all-skeleton ground truth of ``fit_pool`` training instances (kept on the bridge, never in the checkpoint
+  and never read by a loss); every validation then logs, on the validation instances' hidden ground truth in
+  box-size units, ``val/<ds>/acae/oracle_residual`` (the oracle AE's residual), ``val/<ds>/acae/hidden_residual``
+  (the run's AE's) and ``val/<ds>/acae/oracle_gap`` (their difference: how far the pseudo-GT AE is from the
+  oracle). Without hidden ground truth (real data) these keys are absent.
+* figures (:meth:`ACAEBridge.figures`, drawn by :mod:`multipose.bridges.acae_figures`): per family the encoder
+  weight matrix (``acae_encoder_<family>``) and the latent points on a few validation crops
+  (``acae_latents_<family>``), after each validation into ``pictures/`` and to TensorBoard / W&B.
 """
 
 from __future__ import annotations
@@ -46,8 +55,7 @@ __all__ = ["ACAEBridge", "ACAEProjector", "consistency_residual", "projector_fro
 log = logging.getLogger(__name__)
 
 VARIANTS = ("output_reg", "latent", "hybrid")
-IMPLEMENTED_VARIANTS = ("output_reg",)
-LOSS_TERMS = ("consistency", "aegt")
+LOSS_TERMS = ("consistency", "aegt", "latent_gt", "teacher")
 
 
 def _ae_class() -> Any:
@@ -147,7 +155,7 @@ class ACAEBridge(Bridge):
     """See the module docstring. Settings: ``bridge.acae`` (``conf/bridge/acae.yaml``)."""
 
     name = "acae"
-    variants = ("acae",)
+    variants = ("acae", "acae_latent")
 
     def __init__(
         self,
@@ -161,11 +169,6 @@ class ACAEBridge(Bridge):
         variant = str(s.get("variant", "output_reg"))
         if variant not in VARIANTS:
             raise ValueError(f"bridge.acae.variant={variant!r} is unknown; choose one of {list(VARIANTS)}")
-        if variant not in IMPLEMENTED_VARIANTS:
-            raise ValueError(
-                f"bridge.acae.variant={variant!r} (a latent-point head) is not implemented yet; use output_reg "
-                "(the variant the authors shipped: output-level consistency + test-time projection)"
-            )
         unknown = sorted(set(self.loss_weights) - set(LOSS_TERMS))
         if unknown:
             raise ValueError(f"loss.acae has unknown terms {unknown}; the ACAE bridge has {list(LOSS_TERMS)}")
@@ -203,11 +206,23 @@ class ACAEBridge(Bridge):
             self.index[fam] = {d: torch.as_tensor(i, dtype=torch.long) for d, i in index.items()}
         for p in self.parameters():  # the AEs are fitted, never trained by the pose optimiser
             p.requires_grad_(False)
+        # latent / hybrid: one latent-point head per family, trained with the model (multipose.bridges.acae_latent)
+        self.latent_heads = nn.ModuleDict()
+        if variant != "output_reg":
+            from multipose.bridges.acae_latent import build_latent_head
+
+            for fam, ae in self.aes.items():
+                self.latent_heads[fam] = build_latent_head(model_config, ae.n_latent)
+        self.teacher_start_step = int(s.get("teacher_start_step", 0) or 0)
         self.register_buffer("fitted", torch.zeros(len(self.aes), dtype=torch.bool))
         self.register_buffer("reference_fitted", torch.zeros(len(self.aes), dtype=torch.bool))
         self._mix = mix
         self._geometry: tuple[dict[str, Tensor], float] | None = None
         self._val: dict[str, Any] = {}
+        # the oracle: {family: AE fitted on hidden GT, or None without hidden GT}; a plain dict, not a submodule,
+        # so it is never part of the checkpoint
+        self._oracle: dict[str, Any] = {}
+        self._val_lookup: dict[str, dict[int, Any]] = {}
         self.reset_validation()
 
     # ------------------------------------------------------------------ state
@@ -361,8 +376,12 @@ class ACAEBridge(Bridge):
     def training_losses(
         self, lit: PoseLitModule, batch: Mapping[str, Tensor], outputs: HeadOutputs
     ) -> dict[str, Tensor]:
+        from multipose.bridges.acae_latent import VARIANT_TERMS
+
         w = {t: float(self.loss_weights.get(t, 0.0) or 0.0) for t in LOSS_TERMS}
-        on = {t: w[t] > 0 and lit.loss_on("acae", t) for t in LOSS_TERMS}
+        on = {t: t in VARIANT_TERMS[self.variant] and w[t] > 0 and lit.loss_on("acae", t) for t in LOSS_TERMS}
+        if on["teacher"] and int(getattr(lit, "global_step", 0)) < self.teacher_start_step:
+            on["teacher"] = False
         if not any(on.values()) or not len(self.aes):
             return {}
         if outputs.all is None:
@@ -383,7 +402,34 @@ class ACAEBridge(Bridge):
             if on["aegt"]:
                 rec = torch.einsum("bjc,jk->bkc", union, w_rec.to(union))
                 totals["aegt"] = totals["aegt"] + self._aegt(lit, batch, outputs, fam, rec)
+            if on["latent_gt"] or on["teacher"]:
+                latents = self.latent_points(lit, outputs, fam)
+                if on["latent_gt"]:
+                    from multipose.bridges.acae_latent import decoded_joints
+
+                    decoded = decoded_joints(latents, ae)
+                    totals["latent_gt"] = totals["latent_gt"] + self._aegt(lit, batch, outputs, fam, decoded)
+                if on["teacher"]:
+                    from multipose.bridges.acae_latent import teacher_loss
+
+                    totals["teacher"] = totals["teacher"] + teacher_loss(latents, union, ae)
         return {t: w[t] * v for t, v in totals.items()}
+
+    def latent_points(self, lit: PoseLitModule, outputs: HeadOutputs, family: str) -> Tensor:
+        """``[B, L, 2]`` differentiable latent points (crop-height units) of ``family``'s latent head on the batch's
+        backbone features."""
+        from multipose.losses.coords import heatmap_coords
+
+        if outputs.features is None:
+            raise RuntimeError(
+                "bridge.acae.variant latent/hybrid needs the backbone features (HeadOutputs.features)"
+            )
+        strides, height = self.geometry(lit)
+        stride = strides[next(iter(self.index[family]))]
+        xy, _ = heatmap_coords(
+            self.latent_heads[family](outputs.features), stride, self.sa_radius, self.sa_beta
+        )
+        return xy / height
 
     def _aegt(
         self, lit: PoseLitModule, batch: Mapping[str, Tensor], outputs: HeadOutputs, fam: str, rec: Tensor
@@ -412,15 +458,19 @@ class ACAEBridge(Bridge):
 
     # ------------------------------------------------------------------ validation
     def variant_names(self, lit: PoseLitModule) -> tuple[str, ...]:
-        """``("acae",)`` when ``evaluation.acae_projection`` is on and the AEs are fitted."""
+        """``("acae",)`` when ``evaluation.acae_projection`` is on and the AEs are fitted; ``acae_latent`` too for
+        the variants with a latent head (latent, hybrid)."""
         on = bool(lit.eval_cfg.get("acae_projection", False))
-        if on and len(self.aes) and not bool(self.fitted.all()):
-            log.warning("evaluation.acae_projection: the ACAE is not fitted in this checkpoint; not scored")
+        if len(self.aes) and not bool(self.fitted.all()):
+            if on or len(self.latent_heads):
+                log.warning(
+                    "ACAE: the autoencoder is not fitted in this checkpoint; its variants are not scored"
+                )
             return ()
-        return self.variants if on else ()
+        return (("acae",) if on else ()) + (("acae_latent",) if len(self.latent_heads) else ())
 
     def reset_validation(self) -> None:
-        self._val = {"offsets": {}, "residual": {}, "points": {}}
+        self._val = {"offsets": {}, "residual": {}, "points": {}, "hidden": {}}
 
     def _family_of(self, dataset: str) -> str | None:
         return next((f for f, index in self.index.items() if dataset in index), None)
@@ -436,10 +486,51 @@ class ACAEBridge(Bridge):
                 extra = lit.predictor.predict_batch(batch, dataset, missing)
                 kp.update({h: p.keypoints for h, p in extra.items()})
             self._collect(lit, fam, dataset, batch, kp)
-        if "acae" not in self.variant_names(lit):
-            return {}
-        projected = self.projector()(kp) if fam is not None else dict(kp)
-        return {"acae": {h: projected[h] for h in predictions}}
+        names = self.variant_names(lit)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        if "acae" in names:
+            projected = self.projector()(kp) if fam is not None else dict(kp)
+            out["acae"] = {h: projected[h] for h in predictions}
+        if "acae_latent" in names:
+            decoded = self.latent_predictions(lit, batch, dataset) if fam is not None else {}
+            out["acae_latent"] = {h: decoded.get(h, kp[h]) for h in predictions}
+        return out
+
+    @torch.no_grad()
+    def latent_predictions(
+        self, lit: PoseLitModule, batch: Mapping[str, Any], dataset: str
+    ) -> dict[str, np.ndarray]:
+        """``{head: [B, K, 3]}`` image-pixel keypoints of every head of ``dataset``'s family from the decoded latent
+        head (flip-tested like the heads); scores: the decoder's absolute weights over the latents' peaks."""
+        from multipose.bridges.acae_latent import decoded_joints, latent_heatmaps
+
+        fam = self._family_of(dataset)
+        ae, index = self.aes[fam], self.index[fam]
+        predictor = lit.predictor
+        first = next(iter(index))
+        images = batch["image"]
+        didx = torch.full(
+            (images.shape[0],), lit.model.head_index(dataset), dtype=torch.long, device=images.device
+        )
+        maps = latent_heatmaps(
+            self.latent_heads[fam], lit.model, images, didx, predictor.flip_test, predictor.mix.codecs[first],
+            ae.latent_partners,
+        )  # fmt: skip
+        use_udp = predictor.mix.dataset(dataset).use_udp
+        z = torch.as_tensor(
+            predictor.decode(maps, first, batch["center"], batch["scale"], use_udp), dtype=torch.float64
+        )
+        joints = decoded_joints(z[..., :2], ae)
+        reach = ae.decoder_weights().detach().abs()
+        scores = z[..., 2] @ (reach / reach.sum(0, keepdim=True).clamp_min(1e-12))
+        out = {}
+        for h, idx in index.items():
+            pts = torch.zeros(images.shape[0], idx.numel(), 3, dtype=torch.float64)
+            keep = idx >= 0
+            pts[:, keep, :2] = joints[:, idx[keep]]
+            pts[:, keep, 2] = scores[:, idx[keep]]
+            out[h] = pts.numpy().astype(np.float32)
+        return out
 
     def _collect(
         self,
@@ -460,6 +551,10 @@ class ACAEBridge(Bridge):
         heads = {h: np.asarray(kp[h], np.float64) for h in index}
         v = self._val
         v["points"].setdefault(dataset, []).append(({h: p[..., :2] for h, p in heads.items()}, sizes))
+        if self.settings.get("oracle", True):
+            hidden = self._hidden_batch(lit, fam, dataset, batch)
+            if hidden is not None:
+                v["hidden"].setdefault(dataset, []).append((*hidden, sizes))
         if bool(self.reference_fitted.all()):
             ref = self.reference[fam]
             union, _ = union_points(ref, index, {h: torch.as_tensor(p) for h, p in heads.items()})
@@ -488,7 +583,7 @@ class ACAEBridge(Bridge):
 
         gathered = _all_gather(self._val)
         self.reset_validation()
-        merged: dict[str, dict[Any, list]] = {"offsets": {}, "residual": {}, "points": {}}
+        merged: dict[str, dict[Any, list]] = {"offsets": {}, "residual": {}, "points": {}, "hidden": {}}
         for part in gathered:
             for key in merged:
                 for k, items in part[key].items():
@@ -513,7 +608,154 @@ class ACAEBridge(Bridge):
             ]
             if scores:
                 out[f"val/{dataset}/consistency/predictability"] = float(np.nanmean(scores))
+        for dataset, items in merged["hidden"].items():
+            out.update(self._oracle_metrics(lit, dataset, items))
         return out
+
+    # ------------------------------------------------------------------ figures
+    def figures(self, lit: PoseLitModule, batch: Mapping[str, Any], crops: int = 4) -> dict[str, np.ndarray]:
+        """Per family with a fitted AE: ``acae/encoder_<family>`` (the encoder weights ``[J, L]``, one row per
+        union joint) and ``acae/latents_<family>`` (up to ``crops`` crops of the family's datasets with the heads'
+        union joints and the latents projected from them, in crop pixels)."""
+        from multipose.bridges.acae_figures import latents_image, weights_image
+        from multipose.inference import MixSpec, Predictor
+
+        if not len(self.aes) or not bool(self.fitted.all()):
+            return {}
+        predictor = getattr(lit, "predictor", None)
+        if predictor is None:
+            spec = MixSpec.from_dict(self._mix if self._mix is not None else lit.mix)
+            predictor = Predictor(lit.model, spec, flip_test=bool(lit.eval_cfg.get("flip_test", True)))
+        names = predictor.mix.names
+        out: dict[str, np.ndarray] = {}
+        for fam, ae in self.aes.items():
+            out[f"acae/encoder_{fam}"] = weights_image(
+                ae.encoder_weights().detach().cpu().numpy(), ae.joint_names, ae.n_latent_sided
+            )
+            index = self.index[fam]
+            rows = [i for i, d in enumerate(batch["dataset_idx"].tolist()) if names[int(d)] in index][:crops]
+            if not rows:
+                continue
+            images = batch["image"][rows]
+            maps = predictor.heatmaps(images, list(index))
+            kp = {}
+            for h, hm in maps.items():  # decoded with each head's codec: input (crop) pixels
+                coords, scores = predictor.mix.codecs[h].decode(hm.float().cpu())
+                kp[h] = torch.cat([torch.as_tensor(coords), torch.as_tensor(scores)[..., None]], -1).double()
+            pose, conf = union_points(ae, index, kp)
+            latents = ae.project_latents(pose, conf.clamp_min(1e-6))
+            out[f"acae/latents_{fam}"] = latents_image(
+                list(images.detach().float().cpu().numpy()),
+                pose.numpy(),
+                conf.numpy(),
+                latents.detach().numpy(),
+                ae.n_latent_sided,
+            )
+        return out
+
+    # ------------------------------------------------------------------ the oracle (synthetic world)
+    def _hidden_batch(
+        self, lit: PoseLitModule, fam: str, dataset: str, batch: Mapping[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The hidden all-skeleton ground truth of a validation batch's instances in ``fam``'s union, image pixels:
+        ``(poses [B, J, 2], labelled weights [B, J])``; None when an instance has none (real data)."""
+        from multipose.bridges.acae_model import gather_union
+
+        dm = getattr(getattr(lit, "_trainer", None), "datamodule", None)
+        if dm is None or "ann_id" not in batch:
+            return None
+        if dataset not in self._val_lookup:
+            self._val_lookup[dataset] = {int(i.ann_id): i for i in dm.val_instances(dataset)}
+        lookup = self._val_lookup[dataset]
+        ann = batch["ann_id"]
+        ann = ann.detach().cpu().numpy() if isinstance(ann, Tensor) else np.asarray(ann)
+        insts = [lookup.get(int(a)) for a in ann.reshape(-1)]
+        skeletons = dict(self.aes[fam].meta.get("datasets") or {})
+        if not skeletons or any(
+            i is None or not all(s in i.extra_gt for s in skeletons.values()) for i in insts
+        ):
+            return None
+        raw = {
+            d: torch.as_tensor(np.stack([i.extra_gt[s] for i in insts]), dtype=torch.float64)
+            for d, s in skeletons.items()
+        }
+        pose, weight = gather_union(
+            {d: r[..., :2] for d, r in raw.items()},
+            {d: (r[..., 2] > 0).double() for d, r in raw.items()},
+            self.aes[fam].index_map,
+            self.aes[fam].n_joints,
+        )
+        return pose.numpy(), weight.numpy()
+
+    def oracle(self, lit: PoseLitModule, fam: str) -> nn.Module | None:
+        """The oracle AE of ``fam`` (fitted at the first call on the hidden ground truth of ``bridge.acae.fit_pool``
+        training instances, with the run's AE shape, initial weights, ``l1`` and seed), or None when the training
+        instances have no finite hidden ground truth. Cached on the bridge, never saved."""
+        if fam not in self._oracle:
+            # validation runs under inference mode: the fit needs autograd (and tensors made outside that mode)
+            with torch.inference_mode(False), torch.enable_grad():
+                self._oracle[fam] = self._fit_oracle(lit, fam)
+        return self._oracle[fam]
+
+    def _fit_oracle(self, lit: PoseLitModule, fam: str) -> nn.Module | None:
+        from multipose.bridges import acae_fit
+
+        dm = getattr(getattr(lit, "_trainer", None), "datamodule", None)
+        template = self.aes[fam]
+        skeletons = dict(template.meta.get("datasets") or {})
+        if dm is None or not skeletons:
+            return None
+
+        def has_hidden(inst: Any) -> bool:
+            return all(s in inst.extra_gt and np.isfinite(inst.extra_gt[s]).all() for s in skeletons.values())
+
+        s = self.settings
+        seed = int(s.get("seed", 0))
+        instances = {d: [i for i in acae_fit._train_instances(dm, d) if has_hidden(i)] for d in skeletons}
+        instances = {d: v for d, v in instances.items() if v}
+        chosen = acae_fit.select_pool(instances, int(s.get("fit_pool", 2000)), seed) if instances else {}
+        pool = [instances[d][int(k)] for d, idx in chosen.items() for k in idx]
+        if len(pool) < 2:
+            log.info("ACAE: no hidden ground truth in the training data (%s); no oracle metrics", fam)
+            return None
+        poses, weights = acae_fit.hidden_union(pool, template)
+        ae = type(template).from_describe(template.describe())  # like the run's AE, at its initial weights
+        for p in ae.parameters():
+            p.requires_grad_(True)
+        steps = int(s.get("oracle_steps") or s.get("fit_steps", 3000))
+        result = acae_fit.fit_acae(poses, weights, ae, lam=float(s.get("l1", 0.3)), steps=steps, seed=seed)
+        for p in ae.parameters():
+            p.requires_grad_(False)
+        log.info(
+            "ACAE: %s oracle AE fitted on the hidden ground truth of %d training instances: held-out error %.4f",
+            fam,
+            len(pool),
+            result.heldout_mean,
+        )
+        return ae
+
+    def _oracle_metrics(self, lit: PoseLitModule, dataset: str, items: list) -> dict[str, float]:
+        """``acae/oracle_residual``, ``acae/hidden_residual`` and ``acae/oracle_gap`` of ``dataset`` from its pooled
+        hidden ground truth ``[(poses, weights, box sizes)]`` (box-size units, labelled joints)."""
+        fam = self._family_of(dataset)
+        oracle = None if fam is None else self.oracle(lit, fam)
+        if oracle is None:
+            return {}
+        P = torch.as_tensor(np.concatenate([p for p, _, _ in items]), dtype=torch.float64)
+        w = torch.as_tensor(np.concatenate([q for _, q, _ in items]), dtype=torch.float64)
+        size = torch.as_tensor(np.concatenate([z for _, _, z in items]), dtype=torch.float64)[:, None]
+
+        def residual(ae: nn.Module) -> float:
+            with torch.no_grad():
+                dist = (P - ae(P)).norm(dim=-1) / size
+            return float((dist * w).sum() / w.sum().clamp_min(1e-12))
+
+        ours, best = residual(self.aes[fam]), residual(oracle)
+        return {
+            f"val/{dataset}/acae/oracle_residual": best,
+            f"val/{dataset}/acae/hidden_residual": ours,
+            f"val/{dataset}/acae/oracle_gap": ours - best,
+        }
 
 
 def projector_from_checkpoint(ckpt: str | Path, reference: bool = False) -> ACAEProjector:

@@ -9,6 +9,10 @@ Pose prompts (:mod:`multipose.models.prompt_tokens`): :meth:`Predictor.heatmaps`
 an optional ``prompt`` (crop-pixel keypoints in any skeleton the model knows); every head then reads the prompted
 features. With flip test the flipped crop gets the mirrored prompt (x mirrored, tags swapped left/right).
 
+Skeletons added to an ACAE file (``python -m multipose.acae add-skeleton``; :mod:`multipose.bridges.acae_serve`) are
+served like heads: ``Predictor(..., added={NAME: AddedSkeleton})`` accepts NAME in ``heads``; its keypoints come
+from the (flip-tested) predictions of the AE's heads, with ``heatmaps=None``.
+
 Each head runs on features computed with **its own** expert (for a routed / MoE backbone: the merged single-task
 model of that dataset); with a shared FFN the backbone runs once per batch (twice with flip test) for all heads.
 """
@@ -30,10 +34,10 @@ __all__ = ["HeadPrediction", "Predictor"]
 
 @dataclass
 class HeadPrediction:
-    """One head on one batch: ``heatmaps [B, K, h, w]`` (flip-averaged when flip test is on) and ``keypoints
-    [B, K, 3]`` float32 ``(x, y, score)`` in image pixels."""
+    """One head on one batch: ``heatmaps [B, K, h, w]`` (flip-averaged when flip test is on; None for an added
+    skeleton, which has no heatmaps) and ``keypoints [B, K, 3]`` float32 ``(x, y, score)`` in image pixels."""
 
-    heatmaps: Tensor
+    heatmaps: Tensor | None
     keypoints: np.ndarray
 
 
@@ -46,20 +50,43 @@ class Predictor:
     projector: optional ACAE projection (:class:`multipose.bridges.acae.ACAEProjector`, e.g.
         :func:`~multipose.bridges.acae.projector_from_checkpoint`); ``predict(..., project=True)`` then returns
         every head's keypoints projected onto the AE's range (the heads sharing its AE run too).
+    added: skeletons added to an ACAE file, ``{name: AddedSkeleton}``
+        (:func:`multipose.bridges.acae_serve.load_added_skeletons`); each name is then served like a head.
     """
 
     def __init__(
-        self, model: Any, mix: MixSpec | Mapping[str, Any], flip_test: bool = True, projector: Any = None
+        self,
+        model: Any,
+        mix: MixSpec | Mapping[str, Any],
+        flip_test: bool = True,
+        projector: Any = None,
+        added: Mapping[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.mix = MixSpec.from_dict(mix)
         self.flip_test = bool(flip_test)
         self.projector = projector
+        self.added = dict(added or {})
         unknown = [] if model is None else [n for n in self.mix.names if n not in model.heads]
         if unknown:
             raise ValueError(
                 f"the mix names datasets {unknown} that the model has no head for; heads: {list(model.heads)}"
             )
+        clash = [n for n in self.added if n in self.mix.names]
+        if clash:
+            raise ValueError(
+                f"added skeletons {clash} have the names of heads; rename them (add-skeleton NAME)"
+            )
+        for name, extra in self.added.items():
+            lacking = [h for h in extra.heads if h not in self.mix.names]
+            if lacking:
+                raise ValueError(
+                    f"added skeleton {name} reads heads {lacking} that the mix lacks (it has {self.mix.names})"
+                )
+
+    def skeleton(self, name: str) -> Any:
+        """The skeleton of a head or an added skeleton."""
+        return self.added[name].skeleton if name in self.added else self.mix.skeletons[name]
 
     @torch.no_grad()
     def heatmaps(
@@ -124,15 +151,32 @@ class Predictor:
     ) -> dict[str, HeadPrediction]:
         """Heatmaps and image-pixel keypoints of every head in ``heads`` for one batch of crops (prompted when
         ``prompt`` is given); with ``project`` the keypoints are the ACAE projection (scores and heatmaps
-        unchanged)."""
+        unchanged). A name of :attr:`added` gives that skeleton's keypoints from the AE heads' raw (unprojected)
+        predictions and ``heatmaps=None``."""
         if project and self.projector is None:
             raise ValueError("predict(project=True) needs a Predictor built with an ACAE projector")
-        run = self.projector.heads_needed(heads) if project else list(heads)
+        unknown = [n for n in heads if n not in self.mix.names and n not in self.added]
+        if unknown:
+            raise ValueError(
+                f"no head or added skeleton {unknown}; heads: {self.mix.names}, added: {list(self.added)}"
+            )
+        real = [n for n in heads if n not in self.added]
+        run = self.projector.heads_needed(real) if project else list(real)
+        for name in heads:
+            if name in self.added:
+                run += [h for h in self.added[name].heads if h not in run]
         maps = self.heatmaps(images, run, prompt)
         preds = {n: HeadPrediction(h, self.decode(h, n, center, scale, use_udp)) for n, h in maps.items()}
+        for name in heads:
+            if name in self.added:
+                extra = self.added[name]
+                preds[name] = HeadPrediction(None, extra({h: preds[h].keypoints for h in extra.heads}))
         if project:
-            projected = self.projector({n: p.keypoints for n, p in preds.items()})
-            preds = {n: HeadPrediction(p.heatmaps, projected[n]) for n, p in preds.items()}
+            projected = self.projector({n: p.keypoints for n, p in preds.items() if n not in self.added})
+            preds = {
+                n: p if n in self.added else HeadPrediction(p.heatmaps, projected[n])
+                for n, p in preds.items()
+            }
         return {n: preds[n] for n in heads}
 
     def predict_batch(
