@@ -241,8 +241,9 @@ class PoseBHBridge(Bridge):
             out["ppc"] = self.w["beta"] * ppc
         if on["ppd"]:
             out["ppd"] = self.w["gamma"] * ppd
+        css_counts: dict[str, int] = {}
         if on["css"] and self.w["zeta"] > 0:
-            out["css"] = self.w["zeta"] * self._css_loss(batch, outputs, maps, emb)
+            out["css"] = self.w["zeta"] * self._css_loss(batch, outputs, maps, emb, css_counts)
         if self.cps_enabled and on["cps"] and self.w["delta"] > 0 and self.prototypes_frozen(lit):
             out["cps"] = self.w["delta"] * self._cps_loss(batch, owner, emb)
         if hasattr(lit, "log"):
@@ -251,11 +252,21 @@ class PoseBHBridge(Bridge):
                 lit.log(f"train/{self.name}/proto_usage", used / seen, batch_size=n)
             if entropy:
                 lit.log(f"train/{self.name}/sinkhorn_entropy", torch.stack(entropy).mean(), batch_size=n)
+            if css_counts.get("candidates"):  # how far CSS's candidates got: both confident, then matched too
+                for key in ("confident", "kept"):
+                    share = css_counts[key] / css_counts["candidates"]
+                    lit.log(f"train/{self.name}/css_{key}", share, batch_size=n)
         return out
 
     def _css_loss(
-        self, batch: Mapping[str, Tensor], outputs: HeadOutputs, maps: Tensor, emb: Tensor
+        self,
+        batch: Mapping[str, Tensor],
+        outputs: HeadOutputs,
+        maps: Tensor,
+        emb: Tensor,
+        counts: dict[str, int] | None = None,
     ) -> Tensor:
+        """The CSS sum (before zeta) of a training batch; ``counts`` collects :data:`.css.COUNT_KEYS`."""
         if outputs.all is None:
             raise RuntimeError(
                 "PoseBH CSS needs every head on every sample: set model.heads_on=all (automatic when a "
@@ -274,7 +285,9 @@ class PoseBHBridge(Bridge):
             k, off = self.sizes[d], self.offsets[d]
             reg = outputs.all[name][others]
             proto = maps[others, off : off + k]
-            coords, weight = pseudo_labels(reg, proto, float(c["confidence"]), dist, self.faithful, codec)
+            coords, weight = pseudo_labels(
+                reg, proto, float(c["confidence"]), dist, self.faithful, codec, counts=counts
+            )
             keep = np.flatnonzero(weight.max(axis=1) > 0)
             if not keep.size:
                 continue
