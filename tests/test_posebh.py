@@ -229,6 +229,8 @@ def test_bridge_layout_uses_the_unified_keypoint_axis():
     )
     with pytest.raises(ValueError, match="bridge.posebh has unknown keys"):
         PoseLitModule(model_config(), loss={"posebh": {}}, bridge={"posebh": {"gama": 1}})
+    with pytest.raises(ValueError, match="figure_projection must be one of"):
+        PoseLitModule(model_config(), loss={"posebh": {}}, bridge={"posebh": {"figure_projection": "umap"}})
     with pytest.raises(ValueError, match="loss.posebh has unknown keys"):
         PoseLitModule(model_config(), loss={"posebh": {"momentum": 0.9}}, bridge={"posebh": {}})
 

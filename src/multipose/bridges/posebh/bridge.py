@@ -69,6 +69,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "css": {"confidence": 0.25, "match_distance": 2.1, "reference_heatmap": [64, 48]},
     "cps": {"enabled": False, "clusters": [64, 96, 128], "iterations": 500, "beta": 20.0},
     "schedule": {},  # read by the stage config (conf/bridge/posebh.yaml), not by the bridge
+    "figure_projection": "tsne",  # 2-D map of the prototypes in the dashboards: tsne or pca
 }
 
 
@@ -117,6 +118,12 @@ class PoseBHBridge(Bridge):
         s = {**DEFAULT_SETTINGS, **self.settings}
         s["css"] = {**DEFAULT_SETTINGS["css"], **dict(s.get("css") or {})}
         s["cps"] = {**DEFAULT_SETTINGS["cps"], **dict(s.get("cps") or {})}
+        from multipose.bridges.posebh.figures import PROJECTIONS
+
+        if s["figure_projection"] not in PROJECTIONS:
+            raise ValueError(
+                f"bridge.posebh.figure_projection must be one of {list(PROJECTIONS)}, got {s['figure_projection']!r}"
+            )
         self.cfg = s
         self.w = {k: float(self.loss_weights.get(k, v)) for k, v in PAPER_WEIGHTS.items()}
         heads = dict(model_config["heads"])
@@ -498,7 +505,8 @@ class PoseBHBridge(Bridge):
         self, lit: PoseLitModule, batch: Mapping[str, Any], dataset: str | None = None, crops: int = 3
     ):
         """Dashboard images (:mod:`.figures`, RGB uint8 arrays): ``posebh/similarity`` (prototype maps of a few
-        crops) and ``posebh/prototypes`` (2-D projection of the prototypes coloured by semantic tag)."""
+        crops) and ``posebh/prototypes`` (t-SNE or PCA of the prototypes coloured by semantic tag,
+        ``bridge.posebh.figure_projection``)."""
         from multipose.bridges.posebh.figures import prototype_image, similarity_image
 
         images = batch["image"][:crops]
@@ -511,5 +519,7 @@ class PoseBHBridge(Bridge):
         rows = [self.rows(n) for n in names]
         return {
             f"{self.name}/similarity": similarity_image(images, maps, rows, names),
-            f"{self.name}/prototypes": prototype_image(*self.prototype_table()),
+            f"{self.name}/prototypes": prototype_image(
+                *self.prototype_table(), projection=str(self.cfg["figure_projection"])
+            ),
         }
