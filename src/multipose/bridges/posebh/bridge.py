@@ -8,6 +8,8 @@ Loss terms (``train/posebh/<term>``, gated by the stage schedule with ``lit.loss
   mean (1 - z_target)^2 on every pixel inside a ground-truth Gaussian window;
 * ``css`` = zeta * sum_d [MSE_w(H_d, T_d) + alpha MSE_w(Ĥ_d, T_d) + beta PPC(T_d) + gamma PPD(T_d)] on the
   images of the other datasets (pseudo-labels ``T_d``, :mod:`.css`);
+  (``css_confident`` / ``css_kept``: the shares of the candidate (image, keypoint) pairs that pass the confidence
+  test / both tests);
 * ``cps`` = delta * sum_d [beta PPC + gamma PPD + alpha MSE] on clustered prototypes (:mod:`.cps`), only with
   ``bridge.posebh.cps.enabled`` (default off); the clusters are fitted once, at the first step with the prototypes
   frozen, and stored in the buffers ``cps_prototypes`` / ``cps_owner`` / ``cps_count``.
