@@ -184,20 +184,36 @@ class PoseBHBridge(Bridge):
             self._codecs[size] = UDPHeatmap(size, size, sigma=2.0)
         return self._codecs[size]
 
-    def _contrastive(self, pixels, labels, conf, d: int, **kw):
+    def _contrastive(self, pixels, labels, conf, d: int | None = None, bank: Tensor | None = None, **kw):
+        """PPC / PPD (and the EMA statistics) of sampled pixels against dataset ``d``'s prototype rows (the
+        ``faithful_code`` indexing applies), or against every row of ``bank`` (the CPS clusters)."""
         c = self.cfg
+        if bank is None:
+            protos, offset, k, faithful = self.prototypes, self.offsets[d], self.sizes[d], self.faithful
+        else:
+            protos, offset, k, faithful = bank, 0, bank.shape[0], False
         return contrastive(
             pixels,
             labels,
             conf,
-            self.prototypes,
-            self.offsets[d],
-            self.sizes[d],
+            protos,
+            offset,
+            k,
             kappa=float(c["kappa"]),
             iterations=int(c["sinkhorn_iterations"]),
-            faithful=self.faithful,
+            faithful=faithful,
             gumbel=bool(c["gumbel_assignment"]),
             **kw,
+        )
+
+    def _pseudo_labels(self, regression: Tensor, prototype: Tensor, counts: dict[str, int] | None = None):
+        """:func:`.css.pseudo_labels` with this bridge's CSS settings, the match distance scaled to the maps."""
+        h, w = (int(v) for v in prototype.shape[-2:])
+        c = self.cfg["css"]
+        dist = match_distance(float(c["match_distance"]), (h, w), c["reference_heatmap"])
+        conf = float(c["confidence"])
+        return pseudo_labels(
+            regression, prototype, conf, dist, self.faithful, self._codec((h, w)), counts=counts
         )
 
     # ------------------------------------------------------------------ training
@@ -282,10 +298,7 @@ class PoseBHBridge(Bridge):
                 "loss.posebh weight is > 0)"
             )
         total = maps.new_zeros(())
-        h, w = maps.shape[-2:]
-        codec = self._codec((int(h), int(w)))
-        c = self.cfg["css"]
-        dist = match_distance(float(c["match_distance"]), (h, w), c["reference_heatmap"])
+        codec = self._codec(tuple(int(v) for v in maps.shape[-2:]))
         owner = outputs.owner
         for d, name in enumerate(self.datasets):
             others = (owner != d).nonzero(as_tuple=True)[0]
@@ -294,9 +307,7 @@ class PoseBHBridge(Bridge):
             k, off = self.sizes[d], self.offsets[d]
             reg = outputs.all[name][others]
             proto = maps[others, off : off + k]
-            coords, weight = pseudo_labels(
-                reg, proto, float(c["confidence"]), dist, self.faithful, codec, counts=counts
-            )
+            coords, weight = self._pseudo_labels(reg, proto, counts)
             keep = np.flatnonzero(weight.max(axis=1) > 0)
             if not keep.size:
                 continue
@@ -354,18 +365,7 @@ class PoseBHBridge(Bridge):
             loss = self.w["alpha"] * keypoint_mse(cmaps, target, weight)
             smp = sample_pixels(target * (weight > 0)[..., None, None], float(self.cfg["sample_threshold"]))
             if len(smp):
-                c = self.cfg
-                res = contrastive(
-                    emb[sel[smp.image], :, smp.y, smp.x],
-                    smp.label,
-                    smp.conf,
-                    cp,
-                    0,
-                    n_c,
-                    kappa=float(c["kappa"]),
-                    iterations=int(c["sinkhorn_iterations"]),
-                    gumbel=bool(c["gumbel_assignment"]),
-                )
+                res = self._contrastive(emb[sel[smp.image], :, smp.y, smp.x], smp.label, smp.conf, bank=cp)
                 loss = loss + self.w["beta"] * res.ppc + self.w["gamma"] * res.ppd
             total = total + loss
         return total
@@ -431,28 +431,15 @@ class PoseBHBridge(Bridge):
         if not gt or not heads:
             return
         spec = lit.predictor.mix
-        h, w = maps.shape[-2:]
-        codec = self._codec((int(h), int(w)))
-        c = self.cfg["css"]
-        dist = match_distance(float(c["match_distance"]), (h, w), c["reference_heatmap"])
-        ann = [
-            int(a)
-            for a in np.asarray(
-                batch["ann_id"].cpu() if torch.is_tensor(batch["ann_id"]) else batch["ann_id"]
-            )
-        ]
-        center = (
-            batch["center"].cpu().numpy() if torch.is_tensor(batch["center"]) else np.asarray(batch["center"])
+        ann, center, scale = (
+            np.asarray(batch[key].cpu() if torch.is_tensor(batch[key]) else batch[key])
+            for key in ("ann_id", "center", "scale")
         )
-        scale = (
-            batch["scale"].cpu().numpy() if torch.is_tensor(batch["scale"]) else np.asarray(batch["scale"])
-        )
+        ann = [int(a) for a in ann]
         counts = self._val_counts.setdefault(dataset, np.zeros(4))
         for head in heads:
             reg = lit.model.heads[head](feats)
-            coords, weight = pseudo_labels(
-                reg, maps[:, self.rows(head)], float(c["confidence"]), dist, self.faithful, codec
-            )
+            coords, weight = self._pseudo_labels(reg, maps[:, self.rows(head)])
             xy = crop_to_image(
                 coords * np.asarray(spec.codecs[head].stride, np.float32),
                 center,
