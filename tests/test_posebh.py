@@ -229,6 +229,8 @@ def test_bridge_layout_uses_the_unified_keypoint_axis():
     )
     with pytest.raises(ValueError, match="bridge.posebh has unknown keys"):
         PoseLitModule(model_config(), loss={"posebh": {}}, bridge={"posebh": {"gama": 1}})
+    with pytest.raises(ValueError, match="figure_projection must be one of"):
+        PoseLitModule(model_config(), loss={"posebh": {}}, bridge={"posebh": {"figure_projection": "umap"}})
     with pytest.raises(ValueError, match="loss.posebh has unknown keys"):
         PoseLitModule(model_config(), loss={"posebh": {"momentum": 0.9}}, bridge={"posebh": {}})
 
@@ -278,6 +280,63 @@ def test_loss_terms_scale_with_their_weights_and_stage_gating():
         lit, batch, lit.head_outputs(batch["image"], batch["dataset_idx"])
     )
     assert set(out) == {"phm"}
+
+
+def test_css_term_reaches_both_branches_only_where_they_agree_and_counts_its_candidates():
+    """Image 1 (syn_mpii) carries the syn_coco skeleton's keypoint 3 on both branches at the same peak (a pseudo-label),
+    keypoint 4 confident on both but 10 px apart (none); the gradient of the CSS term reaches exactly that
+    keypoint's head and prototype maps, and the counts say how many candidates passed each test."""
+    lit = _lit()
+    bridge = lit.bridges["posebh"]
+    batch = _gaussian_batch([0, 1, 2, 0])
+    outputs = lit.head_outputs(batch["image"], batch["dataset_idx"])
+    b, (h, w) = 4, outputs.all["syn_coco"].shape[-2:]
+    reg = {n: torch.full_like(outputs.all[n], 0.1) for n in bridge.datasets}
+    maps = torch.full((b, bridge.prototypes.shape[0], h, w), 0.1)
+    reg["syn_coco"][1, 3] += _peak_map(h, w, (5.0, 6.0), 0.8)
+    maps[1, 3] += _peak_map(h, w, (5.0, 6.0), 0.7)
+    reg["syn_coco"][1, 4] += _peak_map(h, w, (1.0, 1.0), 0.8)
+    maps[1, 4] += _peak_map(h, w, (9.0, 14.0), 0.7)
+    reg = {n: r.requires_grad_() for n, r in reg.items()}
+    maps.requires_grad_()
+    emb = bridge.prototype_maps(outputs.features)[1]
+    counts = {}
+    css = bridge._css_loss(batch, SimpleNamespace(owner=outputs.owner, all=reg), maps, emb, counts)
+    others = {n: int((outputs.owner != d).sum()) for d, n in enumerate(bridge.datasets)}
+    assert counts == {
+        "candidates": sum(others[n] * k for n, k in zip(bridge.datasets, bridge.sizes)),
+        "confident": 2,
+        "kept": 1,
+    }
+    assert float(css.detach()) > 0
+    css.backward()
+    head_grad = reg["syn_coco"].grad.abs().sum((2, 3))
+    assert head_grad[1, 3] > 0 and head_grad.sum() == head_grad[1, 3]  # the matched keypoint only
+    assert all(reg[n].grad is None for n in bridge.datasets[1:])  # no pseudo-label: not in the graph
+    proto_grad = maps.grad.abs().sum((2, 3))
+    assert proto_grad[1, 3] > 0 and proto_grad.sum() == proto_grad[1, 3]
+
+
+def test_css_term_trains_the_heads_in_a_training_step_and_logs_its_shares():
+    """With prototype maps that agree with the heads everywhere and no confidence floor, every candidate gets a
+    pseudo-label: the logged shares are 1 and the CSS term alone gives the heads a gradient (no detach on the way)."""
+    lit = _lit(css={"confidence": -1.0})
+    bridge = lit.bridges["posebh"]
+    batch = _gaussian_batch([0, 1, 2, 0])
+    outputs = lit.head_outputs(batch["image"], batch["dataset_idx"])
+    real = bridge.prototype_maps
+
+    def agreeing(features):
+        emb = real(features)[1]
+        return torch.cat([outputs.all[n].detach() for n in bridge.datasets], dim=1), emb
+
+    bridge.prototype_maps = agreeing
+    out = bridge.training_losses(lit, batch, outputs)
+    assert lit.logged["train/posebh/css_confident"] == 1.0 and lit.logged["train/posebh/css_kept"] == 1.0
+    lit.zero_grad(set_to_none=True)
+    out["css"].backward()
+    for name, head in lit.model.heads.items():
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters()), name
 
 
 def _stage_callback(max_epochs: int, *extra: str):

@@ -8,6 +8,8 @@ Loss terms (``train/posebh/<term>``, gated by the stage schedule with ``lit.loss
   mean (1 - z_target)^2 on every pixel inside a ground-truth Gaussian window;
 * ``css`` = zeta * sum_d [MSE_w(H_d, T_d) + alpha MSE_w(Ĥ_d, T_d) + beta PPC(T_d) + gamma PPD(T_d)] on the
   images of the other datasets (pseudo-labels ``T_d``, :mod:`.css`);
+  (``css_confident`` / ``css_kept``: the shares of the candidate (image, keypoint) pairs that pass the confidence
+  test / both tests);
 * ``cps`` = delta * sum_d [beta PPC + gamma PPD + alpha MSE] on clustered prototypes (:mod:`.cps`), only with
   ``bridge.posebh.cps.enabled`` (default off); the clusters are fitted once, at the first step with the prototypes
   frozen, and stored in the buffers ``cps_prototypes`` / ``cps_owner`` / ``cps_count``.
@@ -69,6 +71,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "css": {"confidence": 0.25, "match_distance": 2.1, "reference_heatmap": [64, 48]},
     "cps": {"enabled": False, "clusters": [64, 96, 128], "iterations": 500, "beta": 20.0},
     "schedule": {},  # read by the stage config (conf/bridge/posebh.yaml), not by the bridge
+    "figure_projection": "tsne",  # 2-D map of the prototypes in the dashboards: tsne or pca
 }
 
 
@@ -117,6 +120,12 @@ class PoseBHBridge(Bridge):
         s = {**DEFAULT_SETTINGS, **self.settings}
         s["css"] = {**DEFAULT_SETTINGS["css"], **dict(s.get("css") or {})}
         s["cps"] = {**DEFAULT_SETTINGS["cps"], **dict(s.get("cps") or {})}
+        from multipose.bridges.posebh.figures import PROJECTIONS
+
+        if s["figure_projection"] not in PROJECTIONS:
+            raise ValueError(
+                f"bridge.posebh.figure_projection must be one of {list(PROJECTIONS)}, got {s['figure_projection']!r}"
+            )
         self.cfg = s
         self.w = {k: float(self.loss_weights.get(k, v)) for k, v in PAPER_WEIGHTS.items()}
         heads = dict(model_config["heads"])
@@ -175,20 +184,36 @@ class PoseBHBridge(Bridge):
             self._codecs[size] = UDPHeatmap(size, size, sigma=2.0)
         return self._codecs[size]
 
-    def _contrastive(self, pixels, labels, conf, d: int, **kw):
+    def _contrastive(self, pixels, labels, conf, d: int | None = None, bank: Tensor | None = None, **kw):
+        """PPC / PPD (and the EMA statistics) of sampled pixels against dataset ``d``'s prototype rows (the
+        ``faithful_code`` indexing applies), or against every row of ``bank`` (the CPS clusters)."""
         c = self.cfg
+        if bank is None:
+            protos, offset, k, faithful = self.prototypes, self.offsets[d], self.sizes[d], self.faithful
+        else:
+            protos, offset, k, faithful = bank, 0, bank.shape[0], False
         return contrastive(
             pixels,
             labels,
             conf,
-            self.prototypes,
-            self.offsets[d],
-            self.sizes[d],
+            protos,
+            offset,
+            k,
             kappa=float(c["kappa"]),
             iterations=int(c["sinkhorn_iterations"]),
-            faithful=self.faithful,
+            faithful=faithful,
             gumbel=bool(c["gumbel_assignment"]),
             **kw,
+        )
+
+    def _pseudo_labels(self, regression: Tensor, prototype: Tensor, counts: dict[str, int] | None = None):
+        """:func:`.css.pseudo_labels` with this bridge's CSS settings, the match distance scaled to the maps."""
+        h, w = (int(v) for v in prototype.shape[-2:])
+        c = self.cfg["css"]
+        dist = match_distance(float(c["match_distance"]), (h, w), c["reference_heatmap"])
+        conf = float(c["confidence"])
+        return pseudo_labels(
+            regression, prototype, conf, dist, self.faithful, self._codec((h, w)), counts=counts
         )
 
     # ------------------------------------------------------------------ training
@@ -241,8 +266,9 @@ class PoseBHBridge(Bridge):
             out["ppc"] = self.w["beta"] * ppc
         if on["ppd"]:
             out["ppd"] = self.w["gamma"] * ppd
+        css_counts: dict[str, int] = {}
         if on["css"] and self.w["zeta"] > 0:
-            out["css"] = self.w["zeta"] * self._css_loss(batch, outputs, maps, emb)
+            out["css"] = self.w["zeta"] * self._css_loss(batch, outputs, maps, emb, css_counts)
         if self.cps_enabled and on["cps"] and self.w["delta"] > 0 and self.prototypes_frozen(lit):
             out["cps"] = self.w["delta"] * self._cps_loss(batch, owner, emb)
         if hasattr(lit, "log"):
@@ -251,21 +277,28 @@ class PoseBHBridge(Bridge):
                 lit.log(f"train/{self.name}/proto_usage", used / seen, batch_size=n)
             if entropy:
                 lit.log(f"train/{self.name}/sinkhorn_entropy", torch.stack(entropy).mean(), batch_size=n)
+            if css_counts.get("candidates"):  # how far CSS's candidates got: both confident, then matched too
+                for key in ("confident", "kept"):
+                    share = css_counts[key] / css_counts["candidates"]
+                    lit.log(f"train/{self.name}/css_{key}", share, batch_size=n)
         return out
 
     def _css_loss(
-        self, batch: Mapping[str, Tensor], outputs: HeadOutputs, maps: Tensor, emb: Tensor
+        self,
+        batch: Mapping[str, Tensor],
+        outputs: HeadOutputs,
+        maps: Tensor,
+        emb: Tensor,
+        counts: dict[str, int] | None = None,
     ) -> Tensor:
+        """The CSS sum (before zeta) of a training batch; ``counts`` collects :data:`.css.COUNT_KEYS`."""
         if outputs.all is None:
             raise RuntimeError(
                 "PoseBH CSS needs every head on every sample: set model.heads_on=all (automatic when a "
                 "loss.posebh weight is > 0)"
             )
         total = maps.new_zeros(())
-        h, w = maps.shape[-2:]
-        codec = self._codec((int(h), int(w)))
-        c = self.cfg["css"]
-        dist = match_distance(float(c["match_distance"]), (h, w), c["reference_heatmap"])
+        codec = self._codec(tuple(int(v) for v in maps.shape[-2:]))
         owner = outputs.owner
         for d, name in enumerate(self.datasets):
             others = (owner != d).nonzero(as_tuple=True)[0]
@@ -274,7 +307,7 @@ class PoseBHBridge(Bridge):
             k, off = self.sizes[d], self.offsets[d]
             reg = outputs.all[name][others]
             proto = maps[others, off : off + k]
-            coords, weight = pseudo_labels(reg, proto, float(c["confidence"]), dist, self.faithful, codec)
+            coords, weight = self._pseudo_labels(reg, proto, counts)
             keep = np.flatnonzero(weight.max(axis=1) > 0)
             if not keep.size:
                 continue
@@ -332,18 +365,7 @@ class PoseBHBridge(Bridge):
             loss = self.w["alpha"] * keypoint_mse(cmaps, target, weight)
             smp = sample_pixels(target * (weight > 0)[..., None, None], float(self.cfg["sample_threshold"]))
             if len(smp):
-                c = self.cfg
-                res = contrastive(
-                    emb[sel[smp.image], :, smp.y, smp.x],
-                    smp.label,
-                    smp.conf,
-                    cp,
-                    0,
-                    n_c,
-                    kappa=float(c["kappa"]),
-                    iterations=int(c["sinkhorn_iterations"]),
-                    gumbel=bool(c["gumbel_assignment"]),
-                )
+                res = self._contrastive(emb[sel[smp.image], :, smp.y, smp.x], smp.label, smp.conf, bank=cp)
                 loss = loss + self.w["beta"] * res.ppc + self.w["gamma"] * res.ppd
             total = total + loss
         return total
@@ -409,28 +431,15 @@ class PoseBHBridge(Bridge):
         if not gt or not heads:
             return
         spec = lit.predictor.mix
-        h, w = maps.shape[-2:]
-        codec = self._codec((int(h), int(w)))
-        c = self.cfg["css"]
-        dist = match_distance(float(c["match_distance"]), (h, w), c["reference_heatmap"])
-        ann = [
-            int(a)
-            for a in np.asarray(
-                batch["ann_id"].cpu() if torch.is_tensor(batch["ann_id"]) else batch["ann_id"]
-            )
-        ]
-        center = (
-            batch["center"].cpu().numpy() if torch.is_tensor(batch["center"]) else np.asarray(batch["center"])
+        ann, center, scale = (
+            np.asarray(batch[key].cpu() if torch.is_tensor(batch[key]) else batch[key])
+            for key in ("ann_id", "center", "scale")
         )
-        scale = (
-            batch["scale"].cpu().numpy() if torch.is_tensor(batch["scale"]) else np.asarray(batch["scale"])
-        )
+        ann = [int(a) for a in ann]
         counts = self._val_counts.setdefault(dataset, np.zeros(4))
         for head in heads:
             reg = lit.model.heads[head](feats)
-            coords, weight = pseudo_labels(
-                reg, maps[:, self.rows(head)], float(c["confidence"]), dist, self.faithful, codec
-            )
+            coords, weight = self._pseudo_labels(reg, maps[:, self.rows(head)])
             xy = crop_to_image(
                 coords * np.asarray(spec.codecs[head].stride, np.float32),
                 center,
@@ -485,7 +494,8 @@ class PoseBHBridge(Bridge):
         self, lit: PoseLitModule, batch: Mapping[str, Any], dataset: str | None = None, crops: int = 3
     ):
         """Dashboard images (:mod:`.figures`, RGB uint8 arrays): ``posebh/similarity`` (prototype maps of a few
-        crops) and ``posebh/prototypes`` (2-D projection of the prototypes coloured by semantic tag)."""
+        crops) and ``posebh/prototypes`` (t-SNE or PCA of the prototypes coloured by semantic tag,
+        ``bridge.posebh.figure_projection``)."""
         from multipose.bridges.posebh.figures import prototype_image, similarity_image
 
         images = batch["image"][:crops]
@@ -498,5 +508,7 @@ class PoseBHBridge(Bridge):
         rows = [self.rows(n) for n in names]
         return {
             f"{self.name}/similarity": similarity_image(images, maps, rows, names),
-            f"{self.name}/prototypes": prototype_image(*self.prototype_table()),
+            f"{self.name}/prototypes": prototype_image(
+                *self.prototype_table(), projection=str(self.cfg["figure_projection"])
+            ),
         }

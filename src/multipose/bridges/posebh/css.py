@@ -24,7 +24,11 @@ from torch import Tensor
 
 from multipose.data.codecs import UDPHeatmap
 
-__all__ = ["REFERENCE_HEATMAP", "match_distance", "pseudo_labels", "pseudo_targets"]
+__all__ = ["COUNT_KEYS", "REFERENCE_HEATMAP", "match_distance", "pseudo_labels", "pseudo_targets"]
+
+#: keys of the ``counts`` that :func:`pseudo_labels` adds to: (image, keypoint) candidates, those whose two maxima
+#: both pass the confidence test, and those that also pass the match test (= got a pseudo-label)
+COUNT_KEYS = ("candidates", "confident", "kept")
 
 #: heatmap size (H, W) at which the released ``css_match_dist`` (2.1 px) was set
 REFERENCE_HEATMAP = (64, 48)
@@ -53,6 +57,7 @@ def pseudo_labels(
     distance: float = 2.1,
     faithful: bool = False,
     codec: UDPHeatmap | None = None,
+    counts: dict[str, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fused pseudo keypoints of one skeleton on images it has no labels for.
 
@@ -60,6 +65,7 @@ def pseudo_labels(
         regression, prototype: ``[N, K, h, w]`` heatmaps of the head and of the prototype branch (detached here).
         confidence: both maxima must exceed it. distance: peak-match radius in heatmap px (already scaled).
         codec: a UDP codec on the heatmap grid (``input_size == heatmap_size``); built when omitted.
+        counts: when given, :data:`COUNT_KEYS` are added to it (how far the candidates got through the tests).
 
     Returns ``(coords [N, K, 2], weight [N, K])`` in heatmap pixels; ``weight = min(v_a, v_b)`` where the keypoint
     passed both tests, else 0.
@@ -72,7 +78,11 @@ def pseudo_labels(
     vb, bx, by = _peaks(b)
     second = (bx - by) if faithful else (ay - by)
     matched = torch.sqrt((ax - bx) ** 2 + second**2) <= distance
-    keep = ((va > confidence) & (vb > confidence) & matched).cpu().numpy()
+    confident = (va > confidence) & (vb > confidence)
+    keep = (confident & matched).cpu().numpy()
+    if counts is not None:
+        for key, value in zip(COUNT_KEYS, (n * k, int(confident.sum()), int(keep.sum()))):
+            counts[key] = counts.get(key, 0) + value
     if codec is None:
         codec = UDPHeatmap((h, w), (h, w))
     coords = np.zeros((n, k, 2), np.float32)

@@ -1,7 +1,7 @@
 """Dashboard images of PoseBH, drawn with OpenCV/numpy (the project has no matplotlib): prototype similarity maps
-of a few crops, and a 2-D map of the prototypes coloured by semantic tag (PCA; a t-SNE of
-:meth:`PoseBHBridge.prototype_table` gives the paper's picture where scikit-learn is installed). Every function
-returns an RGB ``uint8`` image ``[H, W, 3]`` (``wandb.Image`` / PNG ready)."""
+of a few crops, and a 2-D map of the prototypes coloured by semantic tag, as in the paper's figure (t-SNE by
+default, :mod:`multipose.viz.tsne`; PCA as a fast linear alternative). Every function returns an RGB ``uint8``
+image ``[H, W, 3]`` (``wandb.Image`` / PNG ready)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import cv2
 import numpy as np
 from torch import Tensor
 
-__all__ = ["similarity_image", "prototype_image", "project_2d"]
+__all__ = ["PROJECTIONS", "similarity_image", "prototype_image", "project_2d"]
+
+#: 2-D projections of the prototype figure (``bridge.posebh.figure_projection``)
+PROJECTIONS = ("tsne", "pca")
 
 CELL = 96  # pixels per panel side
 
@@ -45,8 +48,16 @@ def similarity_image(
     return np.concatenate(out_rows, axis=0)
 
 
-def project_2d(x: np.ndarray) -> np.ndarray:
-    """First two principal components of the rows of ``x``."""
+def project_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """2-D coordinates of the rows of ``x``: ``pca`` (first two principal components) or ``tsne`` (exact t-SNE,
+    perplexity 30, of the sign-invariant distances ``2 (1 - |cos|)``: PoseBH compares by ``|cos|``, so ``p`` and
+    ``-p`` are one prototype; deterministic for ``seed``)."""
+    if method == "tsne":
+        from multipose.viz.tsne import sign_invariant_distances, tsne
+
+        return tsne(distances=sign_invariant_distances(x), seed=seed)
+    if method != "pca":
+        raise ValueError(f"bridge.posebh.figure_projection must be one of {PROJECTIONS}, got {method!r}")
     c = x - x.mean(0, keepdims=True)
     _, _, vt = np.linalg.svd(c, full_matrices=False)
     return c @ vt[:2].T
@@ -57,12 +68,37 @@ def _colour(i: int, n: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
+#: marker shapes of the datasets, in mix order (a sixth dataset reuses the first shape)
+MARKERS = ("circle", "square", "triangle", "diamond", "cross")
+
+
+def _marker(canvas: np.ndarray, x: int, y: int, shape: str, colour: tuple[int, int, int], r: int = 4) -> None:
+    if shape == "circle":
+        cv2.circle(canvas, (x, y), r, colour, -1, cv2.LINE_AA)
+    elif shape == "square":
+        cv2.rectangle(canvas, (x - r + 1, y - r + 1), (x + r - 1, y + r - 1), colour, -1)
+    elif shape == "cross":
+        cv2.line(canvas, (x - r, y - r), (x + r, y + r), colour, 2, cv2.LINE_AA)
+        cv2.line(canvas, (x - r, y + r), (x + r, y - r), colour, 2, cv2.LINE_AA)
+    else:
+        pts = [[x, y - r], [x - r, y + r - 1], [x + r, y + r - 1]]  # triangle
+        if shape == "diamond":
+            pts = [[x, y - r], [x - r, y], [x, y + r], [x + r, y]]
+        cv2.fillPoly(canvas, [np.array(pts, np.int32)], colour, cv2.LINE_AA)
+
+
 def prototype_image(
-    prototypes: np.ndarray, tags: Sequence[str], owners: Sequence[str], size: int = 480
+    prototypes: np.ndarray,
+    tags: Sequence[str],
+    owners: Sequence[str],
+    size: int = 480,
+    projection: str = "tsne",
+    seed: int = 0,
 ) -> np.ndarray:
-    """Scatter of the prototypes (PCA) coloured by semantic tag; the marker (circle, square, triangle, ...) says the
-    dataset; a legend of the datasets' markers in the corner."""
-    xy = project_2d(prototypes.astype(np.float64))
+    """Scatter of the prototypes (``projection``: see :func:`project_2d`) coloured by semantic tag (the paper's
+    figure: one colour per body part, whatever the dataset); the marker shape says the dataset (legend top left),
+    the projection is named bottom left."""
+    xy = project_2d(prototypes.astype(np.float64), projection, seed)
     lo, hi = xy.min(0), xy.max(0)
     pts = ((xy - lo) / np.maximum(hi - lo, 1e-9) * (size - 40) + 20).astype(int)
     canvas = np.full((size, size, 3), 255, np.uint8)
@@ -70,15 +106,10 @@ def prototype_image(
     colour = {t: _colour(i, len(uniq)) for i, t in enumerate(uniq)}
     datasets = list(dict.fromkeys(owners))
     for (x, y), tag, ds in zip(pts, tags, owners):
-        shape, c = datasets.index(ds) % 3, colour[tag]
-        if shape == 0:
-            cv2.circle(canvas, (int(x), int(y)), 3, c, -1)
-        elif shape == 1:
-            cv2.rectangle(canvas, (int(x) - 3, int(y) - 3), (int(x) + 3, int(y) + 3), c, -1)
-        else:
-            tri = np.array([[x, y - 4], [x - 4, y + 3], [x + 4, y + 3]], np.int32)
-            cv2.fillPoly(canvas, [tri], c)
+        _marker(canvas, int(x), int(y), MARKERS[datasets.index(ds) % len(MARKERS)], colour[tag])
     for i, ds in enumerate(datasets):
-        marker = ["o", "[]", "^"][i % 3]
-        cv2.putText(canvas, f"{marker} {ds}", (4, 12 + 12 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+        _marker(canvas, 9, 10 + 14 * i, MARKERS[i % len(MARKERS)], (60, 60, 60))
+        cv2.putText(canvas, ds, (18, 14 + 14 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+    label = "t-SNE of |cos|" if projection == "tsne" else "PCA"
+    cv2.putText(canvas, label, (4, size - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
     return canvas
