@@ -538,7 +538,9 @@ def test_ema_callbacks_validate_store_and_serve_the_averaged_weights(tmp_path, t
     from multipose.models.loading import load_pose_model
     from multipose.train import train
 
-    cfg = _cfg(tmp_path, tiny_world, [*SMOKE, "trainer.max_epochs=2", "callbacks=ema", "callbacks.ema.decay=0.5"])
+    cfg = run_config(
+        tmp_path, tiny_world, [*SMOKE, "trainer.max_epochs=2", "callbacks=ema", "callbacks.ema.decay=0.5"]
+    )
     train(cfg)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
