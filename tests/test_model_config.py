@@ -73,12 +73,14 @@ def test_round_trip_and_plain_containers():
 
 
 def test_conv_stem_round_trips_and_builds():
-    cfg = compose("train", ["+experiment=smoke", "backbone.stem=conv"])
+    cfg = compose("train", ["+experiment=smoke"])  # conv is vit_tiny's default
     mc = model_config_from_hydra(cfg, _mix(cfg))
     d = mc.to_dict()
     assert d["backbone"]["stem"] == "conv" and ModelConfig.from_dict(d) == mc
     assert type(model_from_config(d).backbone.patch_embed).__name__ == "ConvStem"
-    plain = model_config_from_hydra(compose("train", ["+experiment=smoke"]), _mix(cfg)).to_dict()
+    plain = model_config_from_hydra(
+        compose("train", ["+experiment=smoke", "backbone.stem=patch"]), _mix(cfg)
+    ).to_dict()
     assert "stem" not in plain["backbone"]  # checkpoints of the official layout are written as before
     with pytest.raises(ModelConfigError, match="backbone.stem='vgg'"):
         ModelConfig.from_dict({**d, "backbone": {**d["backbone"], "stem": "vgg"}})
