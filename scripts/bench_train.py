@@ -41,6 +41,12 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="model-only side: torch.compile the backbone (inductor; needs a C++ compiler on CPU) and report the "
+        "compile time",
+    )
+    parser.add_argument(
         "--head-bn",
         choices=["own", "batch", "compare"],
         default="own",
@@ -71,6 +77,8 @@ def main() -> None:
     )
     model = model_from_config(model_config_from_hydra(cfg, mix)).to(args.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    if args.compile:
+        model.backbone = torch.compile(model.backbone)
     batch = args.batch or int(cfg.data.batch_size)
     h, w = cfg.data.input_size
     hh, hw = cfg.data.heatmap_size
@@ -93,6 +101,12 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
+    compile_s = None
+    if args.compile:  # compile outside the FLOP counter, timed
+        t0 = time.perf_counter()
+        step(args.head_bn if args.head_bn != "compare" else "own")
+        compile_s = time.perf_counter() - t0
 
     def measure(head_bn: str) -> tuple[float, float]:
         """(seconds per step, FLOPs per step)"""
@@ -121,6 +135,7 @@ def main() -> None:
         f"model.head_bn={modes[-1]}; model: {cfg.backbone.name} ffn={cfg.backbone.ffn} head={cfg.head.type} params={params:.2f}M "
         f"input={h}x{w} heads={len(names)} batch={batch} device={args.device} precision={args.precision} "
         f"threads={torch.get_num_threads()}"
+        + (f" torch.compile (first step {compile_s:.1f} s)" if args.compile else "")
     )
     print(
         f"train step: {dt * 1e3:.1f} ms, {batch / dt:.1f} samples/s, {flops_per_step / batch / 1e9:.3f} GFLOP/sample"
