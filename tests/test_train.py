@@ -49,7 +49,13 @@ def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path, tiny_world):
     eval_cfg = run_config(
         tmp_path / "e",
         tiny_world,
-        ["data=synthetic_small", f"ckpt_path={_last_ckpt(tmp_path / 't' / 'run')}"],
+        # the smoke run trained and validated in fp32; eval's CPU default is bf16-mixed where bf16 is native
+        # (eval run=<dir> takes the run's precision)
+        [
+            "data=synthetic_small",
+            "trainer.precision=32-true",
+            f"ckpt_path={_last_ckpt(tmp_path / 't' / 'run')}",
+        ],
         "eval",
     )
     evaluated = evaluate(eval_cfg)

@@ -152,7 +152,8 @@ EVAL_NODES = ("data", "evaluation", "paths", "seed")
 
 
 def restore_eval_config(cfg: DictConfig, run_dir: str | Path, command_line: list[str]) -> list[str]:
-    """Fill an eval config in place from a training run: its ``data``, ``evaluation``, ``paths`` and ``seed``
+    """Fill an eval config in place from a training run: its ``data``, ``evaluation``, ``paths``, ``seed`` and
+    ``trainer.precision``
     (except nodes the eval command line chose as a whole, e.g. ``data=full_mix``; dotted overrides such as
     ``data.val_batch_size=8`` are applied on top), and ``ckpt_path`` = the run's ``last.ckpt`` unless given.
     Returns the diff against the config the eval command line alone would give."""
@@ -171,6 +172,14 @@ def restore_eval_config(cfg: DictConfig, run_dir: str | Path, command_line: list
                 own = OmegaConf.to_container(cfg.paths, resolve=False)
                 value = OmegaConf.merge(value, {k: own[k] for k in ("output_dir", "work_dir") if k in own})
             cfg[node] = value
+    # validation ran at the run's precision (bf16-mixed on CPUs with native bf16): evaluate at the same one
+    precision = OmegaConf.select(saved, "trainer.precision", default=None)
+    if (
+        precision is not None
+        and "trainer" in cfg
+        and "trainer.precision" not in map(override_key, command_line)
+    ):
+        cfg.trainer.precision = precision
     apply_value_overrides(cfg, dotted)
     if not cfg.get("ckpt_path") or str(cfg.ckpt_path) == "???":
         cfg.ckpt_path = str(last_checkpoint(run, "run").resolve())
