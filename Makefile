@@ -12,7 +12,7 @@ help:  ## list the targets (what a bare `make` does)
 install:  ## editable install with the dev tools
 	$(PYTHON) -m pip install -e ".[dev]"
 
-train:  ## default run: synthetic multi-skeleton world on CPU (~8 min on 2 cores)
+train:  ## default run: synthetic multi-skeleton world on CPU (~9 min on 2 cores)
 	$(PYTHON) -m multipose.train
 
 smoke:  ## under a minute
