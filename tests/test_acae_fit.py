@@ -283,3 +283,47 @@ def test_cli_errors_name_the_option(smoke_ckpt, tmp_path, capsys):
             ]
         )
     assert "syn_aic" in capsys.readouterr().err
+
+
+def test_cli_fits_and_adds_a_set_the_model_never_trained_on(smoke_ckpt, tmp_path, capsys):
+    """Hold-one-out: a model without a syn_mpii head, the mix with syn_mpii. ``fit exclude=[syn_mpii]`` and
+    ``add-skeleton syn_mpii`` accept the head-less set; any other head-less set is an error naming the way out."""
+    import lightning as L
+
+    from multipose.acae import main
+    from multipose.lit_module import PoseLitModule
+    from multipose.train import build_model_config
+
+    _, data, _ = smoke_ckpt
+    cfg = compose("train", [*data, "~data.datasets.syn_mpii", "data.batch_size=4"])
+    dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
+    torch.manual_seed(0)
+    module = PoseLitModule(build_model_config(cfg, dm), mix=dm.describe())
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.strategy.connect(module)
+    ckpt = tmp_path / "coco_only.ckpt"
+    trainer.save_checkpoint(ckpt, weights_only=True)
+    common = [f"ckpt_path={ckpt}", *data]
+    with pytest.raises(SystemExit):
+        main(["fit", *common, f"out={tmp_path / 'x.pt'}", "pool=8", "steps=20", "n_latent=8"])
+    err = capsys.readouterr().err
+    assert "['syn_mpii']" in err and "no head for" in err and "exclude=" in err
+    ae_file = tmp_path / "ae.pt"
+    fit = [
+        "fit",
+        *common,
+        f"out={ae_file}",
+        "pool=8",
+        "steps=20",
+        "n_latent=8",
+        "exclude=syn_mpii",
+        "oracle=false",
+    ]
+    assert main(fit) == 0
+    out = tmp_path / "ae_mpii.pt"
+    add = ["add-skeleton", "syn_mpii", *common, f"ae={ae_file}", f"out={out}", "n=[4]", "iters=200"]
+    assert main(add) == 0
+    printed = capsys.readouterr().out
+    assert "N=4" in printed and "PCKh@0.5" in printed and "trained head" not in printed

@@ -111,8 +111,9 @@ def _require(opts: Mapping[str, Any], *keys: str) -> None:
         raise CLIError(f"ckpt_path={ckpt} does not exist; pass the .ckpt file written by training")
 
 
-def _load(opts: Mapping[str, Any], overrides: Sequence[str]) -> tuple[Any, Any]:
-    """(model in eval mode, DataModule of the composed data config)."""
+def _load(opts: Mapping[str, Any], overrides: Sequence[str], headless: Sequence[str] = ()) -> tuple[Any, Any]:
+    """(model in eval mode, DataModule of the composed data config). Every dataset of the mix needs a head except
+    those in ``headless`` (a set held out of training: ``fit exclude=...``, the set ``add-skeleton`` adds)."""
     import hydra
 
     from multipose.predict import load_for_inference
@@ -121,11 +122,12 @@ def _load(opts: Mapping[str, Any], overrides: Sequence[str]) -> tuple[Any, Any]:
     cfg = compose_config("train", list(overrides))
     dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
     model, _, _ = load_for_inference(str(opts["ckpt_path"]), device=str(opts["device"]))
-    missing = [n for n in dm.dataset_names if n not in model.heads]
+    missing = [n for n in dm.dataset_names if n not in model.heads and n not in headless]
     if missing:
         raise CLIError(
             f"the data mix has datasets {missing} that {opts['ckpt_path']} has no head for (heads: "
-            f"{list(model.heads)}); pass the data config the checkpoint was trained on (data=...)"
+            f"{list(model.heads)}); pass the data config the checkpoint was trained on (data=...), or name a set held "
+            "out of training with exclude=[...] (fit) or as the skeleton to add (add-skeleton)"
         )
     return model, dm
 
@@ -147,7 +149,7 @@ def fit(opts: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     from multipose.bridges.acae_model import AffineCombiningAE, save_ae
 
     _require(opts, "ckpt_path", "out")
-    model, dm = _load(opts, overrides)
+    model, dm = _load(opts, overrides, headless=list(opts.get("exclude") or []))
     unknown = [d for d in opts["exclude"] if d not in dm.dataset_names]
     if unknown:
         raise CLIError(f"exclude={opts['exclude']}: {unknown} are not datasets of the mix {dm.dataset_names}")
@@ -242,14 +244,14 @@ def add_skeleton(
     import numpy as np
     import torch
 
-    from multipose.bridges.acae_fit import fit_affine_map, run_heads, val_dataset
+    from multipose.bridges.acae_fit import fit_affine_map, mix_of_heads, run_heads, val_dataset
     from multipose.bridges.acae_model import AffineCombiningAE, gather_union, load_ae, save_ae
     from multipose.data.datamodule import filter_train_instances, read_split
     from multipose.inference import Predictor
     from multipose.skeletons import get_skeleton
 
     _require(opts, "ckpt_path", "ae", "out")
-    model, dm = _load(opts, overrides)
+    model, dm = _load(opts, overrides, headless=[name])
     entry, in_mix = _new_entry(name, flags, dm)
     skel = get_skeleton(entry.skeleton)
     ae, extra = load_ae(opts["ae"])
@@ -268,7 +270,7 @@ def add_skeleton(
             "%s is part of the AE's union: its own head feeds the latents (not a held-out skeleton)", name
         )
     heads = list(ae.index_map)
-    predictor = Predictor(model, dm.describe(), flip_test=bool(opts["flip_test"]))
+    predictor = Predictor(model, mix_of_heads(dm, model), flip_test=bool(opts["flip_test"]))
 
     def union_latents(run: Any) -> tuple[torch.Tensor, torch.Tensor]:
         pose, w = gather_union(

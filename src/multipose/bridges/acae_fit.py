@@ -206,6 +206,14 @@ def _train_instances(datamodule: Any, name: str) -> list[Any]:
     return list(ds.instances) if ds is not None else []
 
 
+def mix_of_heads(datamodule: Any, model: Any) -> dict[str, Any]:
+    """The data mix's description (``datamodule.describe()``) restricted to the datasets ``model`` has a head for:
+    a set held out of training (``fit exclude=...``, ``add-skeleton``) is in the mix but has no head."""
+    mix = datamodule.describe()
+    mix["datasets"] = {n: e for n, e in mix["datasets"].items() if n in model.heads}
+    return mix
+
+
 def collect_pseudo_gt(
     model_or_predictor: Any,
     datamodule: Any,
@@ -229,7 +237,9 @@ def collect_pseudo_gt(
     if isinstance(model_or_predictor, Predictor):
         predictor = model_or_predictor
     else:
-        predictor = Predictor(model_or_predictor, datamodule.describe(), flip_test=flip_test)
+        predictor = Predictor(
+            model_or_predictor, mix_of_heads(datamodule, model_or_predictor), flip_test=flip_test
+        )
     model = predictor.model
     was_training = model.training
     model.eval()
