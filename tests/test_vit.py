@@ -264,7 +264,9 @@ def test_token_centres_are_where_pos_embed_at_puts_them(stem):
     assert (cx, cy) == pytest.approx((j * 16 + offset, i * 16 + offset), abs=1e-3)
     # pos_embed_at reads the grid's embedding exactly at the token centres
     pts = torch.tensor([[[jj * 16 + offset, ii * 16 + offset] for ii in range(8) for jj in range(6)]])
-    torch.testing.assert_close(bb.pos_embed_at(pts, (128, 96)), bb.grid_pos_embed((8, 6)), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        bb.pos_embed_at(pts, (128, 96)), bb.grid_pos_embed((8, 6)), atol=1e-6, rtol=1e-5
+    )
 
 
 def test_conv_stem_layout_and_errors():
@@ -274,7 +276,9 @@ def test_conv_stem_layout_and_errors():
     widths = [m.out_channels for m in bb.patch_embed.convs if isinstance(m, torch.nn.Conv2d)]
     assert widths == [24, 48, 96, 192]  # 4 stride-2 layers for stride 16, doubling up to the width
     assert bb.config["stem"] == "conv"
-    assert "stem" not in build_backbone("vit_tiny", img_size=(128, 96)).config  # the official layout is unchanged
+    assert (
+        "stem" not in build_backbone("vit_tiny", img_size=(128, 96)).config
+    )  # the official layout is unchanged
     with pytest.raises(ValueError, match="stem='conv'.*ratio=2"):
         build_backbone("vit_tiny", img_size=(128, 96), stem="conv", ratio=2)
     with pytest.raises(ValueError, match="unknown stem 'cnn'"):

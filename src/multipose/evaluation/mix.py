@@ -69,7 +69,9 @@ class MixEvaluation:
         self.variants = [v for v in dict.fromkeys(variants) if v != "vote"]
         self._variant_heads: set[tuple[str, str, str]] = set()  # (variant, dataset, head) given to update()
         self.variant_own: dict[str, dict[str, Any]] = {v: {} for v in self.variants}
-        self.variant_cross: dict[str, dict[str, dict[str, CrossSkeletonEvaluator]]] = {v: {} for v in self.variants}
+        self.variant_cross: dict[str, dict[str, dict[str, CrossSkeletonEvaluator]]] = {
+            v: {} for v in self.variants
+        }
         self._consistency = bool(opts.get("consistency", True))
         skeletons = mix.skeletons
         for name in self.names:
@@ -95,7 +97,9 @@ class MixEvaluation:
                     if h != name and any(skeletons[h].name in i.extra_gt for i in gt[:50])
                 }
             for v in self.variants:
-                self.variant_own[v][name] = build_evaluator(spec.metric, name, gt, skeletons[name], **evaluator_opts)
+                self.variant_own[v][name] = build_evaluator(
+                    spec.metric, name, gt, skeletons[name], **evaluator_opts
+                )
                 if name in self.cross:
                     self.variant_cross[v][name] = {
                         h: CrossSkeletonEvaluator(name, h, gt, skeletons[h]) for h in self.cross[name]
@@ -180,12 +184,19 @@ class MixEvaluation:
                 own = self.variant_own[v][name].compute(None)
                 metrics.update({f"val/{name}/{v}/{k}": float(val) for k, val in own.items()})
                 for head, cross in self.variant_cross[v].get(name, {}).items():
-                    if (v, name, head) not in self._variant_heads:  # the bridge gives no such head's keypoints
+                    if (
+                        v,
+                        name,
+                        head,
+                    ) not in self._variant_heads:  # the bridge gives no such head's keypoints
                         continue
                     _gather(cross)
                     prefix = f"cross/{head}/"
                     metrics.update(
-                        {f"val/{name}/{prefix}{v}/{k[len(prefix):]}": float(val) for k, val in cross.compute().items()}
+                        {
+                            f"val/{name}/{prefix}{v}/{k[len(prefix) :]}": float(val)
+                            for k, val in cross.compute().items()
+                        }
                     )
             if self._consistency and self.pairs.get(name):
                 local = np.concatenate(self._distances[name]) if self._distances[name] else np.zeros(0)

@@ -209,7 +209,9 @@ def recording_bn_statistics(head: nn.Module) -> Iterator[dict[str, tuple[Tensor,
         if isinstance(module, _BatchNorm) and module.training:
 
             def hook(mod: nn.Module, args: tuple, name: str = name) -> None:
-                x = args[0].detach().float()  # fp32 statistics, also under bf16 autocast (as BN computes them)
+                x = (
+                    args[0].detach().float()
+                )  # fp32 statistics, also under bf16 autocast (as BN computes them)
                 dims = [0, *range(2, x.dim())]
                 stats[name] = (x.mean(dims), x.var(dims, unbiased=False))
 

@@ -87,7 +87,9 @@ class BackboneConfig:
         from multipose.models.vit import STEMS
 
         if self.stem not in STEMS:
-            raise ModelConfigError(f"model_config.backbone.stem={self.stem!r} is unknown; one of {list(STEMS)}")
+            raise ModelConfigError(
+                f"model_config.backbone.stem={self.stem!r} is unknown; one of {list(STEMS)}"
+            )
 
         if self.name not in list_backbones():
             raise ModelConfigError(

@@ -285,7 +285,9 @@ def build_optimizer(
         weight_decay=float(cfg.get("weight_decay", 0.1)),
         layer_decay=float(cfg.get("layer_decay", 1.0)),
         num_layers=int(backbone.depth),
-        module_lr_mult={k: v for k, v in (cfg.get("module_lr_mult") or {}).items() if not k.startswith("bridges.")}
+        module_lr_mult={
+            k: v for k, v in (cfg.get("module_lr_mult") or {}).items() if not k.startswith("bridges.")
+        }
         or None,
     )
     mults = dict(cfg.get("module_lr_mult") or {})
@@ -293,7 +295,9 @@ def build_optimizer(
         mult = float(mults.get(f"bridges.{name}", 1.0))
         for decay in (True, False):
             named = [
-                (n, p) for n, p in module.named_parameters() if p.requires_grad and decay != _no_decay(n, p.ndim)
+                (n, p)
+                for n, p in module.named_parameters()
+                if p.requires_grad and decay != _no_decay(n, p.ndim)
             ]
             if named:
                 key = f"bridges.{name}_{'decay' if decay else 'no_decay'}"

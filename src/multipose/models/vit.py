@@ -280,7 +280,9 @@ class ViTPoseBackbone(nn.Module):
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
         if stem == "conv" and ratio != 1:
-            raise ValueError(f"stem='conv' has stride patch_size; it does not take ratio={ratio} (use ratio=1)")
+            raise ValueError(
+                f"stem='conv' has stride patch_size; it does not take ratio={ratio} (use ratio=1)"
+            )
         if ffn not in FFN_TYPES:
             raise ValueError(f"unknown ffn {ffn!r}; choose one of {', '.join(FFN_TYPES)}")
         if embed_dim % num_heads:
@@ -393,7 +395,9 @@ class ViTPoseBackbone(nn.Module):
             masked = image_token.reshape(1, 1, -1).to(x.dtype).expand_as(x)
             x = torch.where(image_keep.to(x.device).view(-1, 1, 1), x, masked)
         pos = self._pos_embed_for(hw)
-        return x + pos[:, 1:] + pos[:, :1], hw  # this order of additions, bit for bit as before prompts existed
+        return x + pos[:, 1:] + pos[
+            :, :1
+        ], hw  # this order of additions, bit for bit as before prompts existed
 
     def _pos_embed_for(self, hw: tuple[int, int]) -> Tensor:
         pos = self.pos_embed
