@@ -131,6 +131,26 @@ def test_affine_map_recovers_a_sparse_sum_to_one_map():
         fit_affine_map(Z, T, torch.zeros_like(w))
 
 
+def test_affine_map_ignores_poses_without_scale(caplog):
+    """A pose with one labelled joint has no vertical spread: per-pose normalisation by it would scale its rows by
+    ~1e6 and let one noisy instance decide the map. It is left out, with a warning naming it."""
+    g = torch.Generator().manual_seed(0)
+    Z = torch.randn(200, 8, 2, generator=g, dtype=torch.float64)
+    M = torch.zeros(8, 3, dtype=torch.float64)
+    M[0, 0], M[1, 0], M[2, 1], M[3, 2] = 0.5, 0.5, 1.0, 1.0
+    T = torch.einsum("nld,lk->nkd", Z, M)
+    w = torch.ones(200, 3, dtype=torch.float64)
+    clean = fit_affine_map(Z, T, w, lam=1e-4, iters=2000)
+    Zb, Tb, wb = Z.clone(), T.clone(), w.clone()
+    wb[7] = torch.tensor([1.0, 0.0, 0.0])  # one labelled joint
+    Tb[7, 0] += 0.3 * torch.randn(2, generator=g, dtype=torch.float64)  # and a noisy one
+    with caplog.at_level("WARNING", logger="multipose.bridges.acae_fit"):
+        fitted = fit_affine_map(Zb, Tb, wb, lam=1e-4, iters=2000)
+    assert "1 of 200 poses" in caplog.text and "[7]" in caplog.text
+    torch.testing.assert_close(fitted, clean, atol=2e-3, rtol=0)
+    torch.testing.assert_close(fitted, M, atol=2e-3, rtol=0)
+
+
 def test_new_skeleton_keypoints_come_from_the_projected_latents():
     ae, _ = AffineCombiningAE.for_mix({"a": "coco", "b": "mpii"}, n_latent=8)
     g = torch.Generator().manual_seed(1)

@@ -415,14 +415,20 @@ def fit_acae(
 # --------------------------------------------------------------------------------------------------
 
 
-def _normalise_per_pose(Z: Tensor, T: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+def _normalise_per_pose(Z: Tensor, T: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Subtract the target's mean labelled joint and divide by the std of its labelled y (PosePile's recipe);
-    the same map for the latents, so the affine relation between them is unchanged."""
+    the same map for the latents, so the affine relation between them is unchanged. Returns ``(Z, T, usable)``:
+    a pose with fewer than two labelled joints or no vertical spread (std below 1e-3 of the median pose's) has no
+    scale; dividing by it would blow its rows up by orders of magnitude and let it dominate the fit, so it is
+    marked unusable (``usable [N]`` False) and left unscaled."""
     wn = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
     mean = (wn.unsqueeze(-1) * T).sum(-2, keepdim=True)
     var_y = (wn * (T[..., 1] - mean[..., 0, 1:2]) ** 2).sum(-1)
-    s = var_y.sqrt().clamp_min(1e-6)[..., None, None]
-    return (Z - mean) / s, (T - mean) / s
+    std = var_y.sqrt()
+    labelled = (w > 0).sum(-1)
+    usable = (labelled >= 2) & (std > 1e-3 * std[labelled >= 2].median().clamp_min(1e-12))
+    s = torch.where(usable, std, torch.ones_like(std))[..., None, None]
+    return (Z - mean) / s, (T - mean) / s, usable
 
 
 def fit_affine_map(
@@ -455,7 +461,14 @@ def fit_affine_map(
             f"fit_affine_map: new joints {empty} are never labelled; need annotations of every joint"
         )
     if normalise:
-        Z, T = _normalise_per_pose(Z, T, w)
+        Z, T, usable = _normalise_per_pose(Z, T, w)
+        if not bool(usable.all()):
+            log.warning(
+                "fit_affine_map: %d of %d poses have fewer than two labelled joints or no vertical spread; they "
+                "carry no scale and are left out of the fit (instances %s)",
+                int((~usable).sum()), len(usable), (~usable).nonzero().flatten().tolist()[:10],
+            )  # fmt: skip
+            w = w * usable[:, None]
     L = Z.shape[1]
     lam_eff = float(lam) * 32.0 / L
     n_k = w.sum(0) * Z.shape[-1]  # rows per target: instances x coordinates
