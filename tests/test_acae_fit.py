@@ -151,7 +151,7 @@ def test_affine_map_ignores_poses_without_scale(caplog):
     torch.testing.assert_close(fitted, M, atol=2e-3, rtol=0)
 
 
-def test_new_skeleton_keypoints_come_from_the_projected_latents():
+def test_new_skeleton_keypoints_come_from_the_encoder_or_the_projected_latents():
     ae, _ = AffineCombiningAE.for_mix({"a": "coco", "b": "mpii"}, n_latent=8)
     g = torch.Generator().manual_seed(1)
     Z = torch.randn(4, 8, 2, generator=g, dtype=torch.float64)
@@ -166,6 +166,13 @@ def test_new_skeleton_keypoints_come_from_the_projected_latents():
     half[:, ::2] = 0.5
     _, lower = new_skeleton_keypoints(ae, M, P, half)
     assert (lower < 1).all() and (lower >= 0.5).all()
+    # the default latents are the encoder's (confidences then only score); projection is the older choice
+    torch.testing.assert_close(coords, torch.einsum("nld,lk->nkd", ae.encode(P), M))
+    torch.testing.assert_close(coords, new_skeleton_keypoints(ae, M, P, half)[0])
+    projected, _ = new_skeleton_keypoints(ae, M, P, half, latents="projection")
+    torch.testing.assert_close(projected, torch.einsum("nld,lk->nkd", ae.project_latents(P, half), M))
+    with pytest.raises(ValueError, match="latents='pca'"):
+        new_skeleton_keypoints(ae, M, P, w, latents="pca")
 
 
 def test_select_pool_is_seeded_and_skips_mostly_unlabelled_instances(datamodule):
@@ -272,6 +279,7 @@ def test_cli_fit_then_add_a_held_out_skeleton(smoke_ckpt, tmp_path, capsys):
     ae2, extra2 = load_ae(out, expect=ae)
     new = extra2["extra_skeletons"]["syn_mpii"]
     assert new["skeleton"] == "mpii" and new["weights"].shape == (8, 16) and new["instances"] == 8
+    assert new["latents"] == "encoder"
     torch.testing.assert_close(new["weights"].sum(0), torch.ones(16), atol=1e-5, rtol=0)
     torch.testing.assert_close(ae2.reconstruction_weights(), ae.reconstruction_weights())
 

@@ -58,12 +58,13 @@ def world(tiny_world, tmp_path_factory):
     mpii = torch.as_tensor(np.stack([i.extra_gt["mpii"] for i in train]), dtype=torch.float64)
     target = to_crop_units(mpii, box[:, :2] + box[:, 2:] / 2, torch.stack([side, side], -1))
     with torch.no_grad():
-        latents = ae.project_latents(pose, w)
+        latents = ae.encode(pose)
     mapping = fit_affine_map(latents, target, (mpii[..., 2] > 0).double(), lam=0.001, iters=500)
     entry = {
         "skeleton": "mpii",
         "keypoints": list(dm.skeletons["syn_mpii"].keypoints),
         "weights": mapping.float(),
+        "latents": "encoder",
     }
     ae_file = save_ae(tmp / "ae_mpii.pt", ae, {"extra_skeletons": {"syn_mpii": entry}})
     return {"dm": dm, "ckpt": ckpt, "ae_file": ae_file, "model": module.model.eval(), "ae": ae, "tmp": tmp}
@@ -112,6 +113,7 @@ def test_served_skeleton_beats_a_trivial_baseline_on_its_ground_truth(world):
 def test_served_keypoints_are_the_map_of_the_heads_latents(world, flip):
     dm = world["dm"]
     added = load_added_skeletons(world["ae_file"], ["syn_mpii"], mix=dm.describe())
+    assert added["syn_mpii_acae"].latents == "encoder"
     predictor = Predictor(world["model"], dm.describe(), flip_test=flip, added=added)
     batch, _ = _batch(dm, "syn_mpii", 4)
     out = predictor.predict(
@@ -123,7 +125,8 @@ def test_served_keypoints_are_the_map_of_the_heads_latents(world, flip):
     ae = added["syn_mpii_acae"].ae
     pose, w = gather_union({"syn_coco": kp[..., :2]}, {"syn_coco": kp[..., 2]}, ae.index_map, ae.n_joints)
     with torch.no_grad():
-        coords, scores = new_skeleton_keypoints(ae, added["syn_mpii_acae"].mapping, pose, w)
+        entry = added["syn_mpii_acae"]
+        coords, scores = new_skeleton_keypoints(ae, entry.mapping, pose, w, entry.latents)
     np.testing.assert_allclose(out["syn_mpii_acae"].keypoints[..., :2], coords.numpy(), rtol=0, atol=1e-3)
     np.testing.assert_allclose(out["syn_mpii_acae"].keypoints[..., 2], scores.numpy(), rtol=0, atol=1e-6)
     other = Predictor(world["model"], dm.describe(), flip_test=not flip, added=added).predict(

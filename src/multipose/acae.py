@@ -11,9 +11,9 @@ error, and writes the AE file (``{"describe", "state_dict", "fit"}``, atomically
 fits the oracle AE on the hidden all-skeleton ground truth of the same instances and prints how close the
 pseudo-GT AE gets to it (``oracle=false`` skips that).
 
-``add-skeleton NAME`` fits a sum-to-one, l1-regularised affine map from the AE's latents (projected from the
-other heads' predictions) to NAME's joints on ``n`` annotated training instances and writes the AE file with the
-map under ``extra_skeletons[NAME]``. NAME is a dataset of the data mix (its train split; its validation split is
+``add-skeleton NAME`` fits a sum-to-one, l1-regularised affine map from the AE's latents (the encoder applied to
+the other heads' predictions; ``latents=projection`` for the confidence-weighted projection) to NAME's joints on
+``n`` annotated training instances and writes the AE file with the map under ``extra_skeletons[NAME]``. NAME is a dataset of the data mix (its train split; its validation split is
 then scored: PCKh for PCKh sets, else mean error, next to NAME's own trained head when the model has one), or a
 new annotation file given by ``--ann`` (with ``--img-dir``, ``--format``, ``--skeleton``).
 
@@ -59,6 +59,7 @@ ADD_DEFAULTS: dict[str, Any] = {
     "n": [800],
     "lam": 0.1,
     "iters": 3000,
+    "latents": "encoder",
     "seed": 0,
     "flip_test": True,
     "batch_size": 64,
@@ -302,8 +303,12 @@ def add_skeleton(
     run = run_heads(predictor, dataset, heads, np.sort(order), int(opts["batch_size"]), entry.use_udp, name)
     pos = {int(i): k for k, i in enumerate(run.indices)}
     pose, w = union_latents(run)
+    from multipose.bridges.acae_fit import LATENT_SOURCES
+
+    if opts["latents"] not in LATENT_SOURCES:
+        raise CLIError(f"latents={opts['latents']}: one of {list(LATENT_SOURCES)}")
     with torch.no_grad():
-        Z = ae.project_latents(pose, w)
+        Z = ae.encode(pose) if opts["latents"] == "encoder" else ae.project_latents(pose, w)
     val_run = None
     if in_mix:
         if not dm.val_datasets:
@@ -325,7 +330,7 @@ def add_skeleton(
             from multipose.bridges.acae_fit import new_skeleton_keypoints
 
             with torch.no_grad():
-                coords, _ = new_skeleton_keypoints(ae, M, vpose, vw)
+                coords, _ = new_skeleton_keypoints(ae, M, vpose, vw, str(opts["latents"]))
             results[n].update(_score(coords, val_run, vds, skel))
     if val_run is not None and name in val_run.preds:
         results["trained_head"] = _score(val_run.preds[name][..., :2], val_run, vds, skel)
@@ -336,6 +341,7 @@ def add_skeleton(
         "keypoints": list(skel.keypoints),
         "weights": maps[n_max].float(),
         "lam": float(opts["lam"]),
+        "latents": str(opts["latents"]),
         "instances": results[n_max]["instances"],
     }
     out = save_ae(opts["out"], ae, {**extra, "extra_skeletons": extra_sk})

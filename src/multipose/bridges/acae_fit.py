@@ -498,14 +498,22 @@ def _admm(A, A1, denom, b, rho, beta, z, u, lam_eff, iters):  # noqa: ANN001, AN
     return beta, z, u
 
 
+LATENT_SOURCES = ("encoder", "projection")
+
+
 def new_skeleton_keypoints(
-    ae: AffineCombiningAE, mapping: Tensor, pose: Tensor, weights: Tensor
+    ae: AffineCombiningAE, mapping: Tensor, pose: Tensor, weights: Tensor, latents: str = "encoder"
 ) -> tuple[Tensor, Tensor]:
     """A new skeleton's joints from the heads' union ``pose [..., J, D]`` (any units: the maps are affine) with
-    confidences ``weights [..., J]``: the pose's projected latents (:meth:`AffineCombiningAE.project_latents`)
-    mapped by ``mapping [L, K]``. Scores: each new joint's confidence is the mean of the union weights through
-    the absolute weights of ``enc @ mapping``."""
-    Z = ae.project_latents(pose, weights)
+    confidences ``weights [..., J]``: the pose's latents mapped by ``mapping [L, K]``. ``latents``: ``encoder``
+    (the AE's encoder on the whole union, as the reference's pseudo-GT path; every head predicts every joint) or
+    ``projection`` (:meth:`AffineCombiningAE.project_latents`, confidence-weighted; ill-determined when L is close
+    to J, where it reached 1e4 crop heights on real predictions; kept for AE files written before the switch).
+    Scores: each new joint's confidence is the mean of the union weights through the absolute weights of
+    ``enc @ mapping``."""
+    if latents not in LATENT_SOURCES:
+        raise ValueError(f"latents={latents!r}: one of {LATENT_SOURCES}")
+    Z = ae.encode(pose) if latents == "encoder" else ae.project_latents(pose, weights)
     M = torch.as_tensor(mapping, dtype=torch.float64, device=Z.device)
     coords = torch.einsum("...ld,lk->...kd", Z.to(torch.float64), M).to(pose.dtype)
     with torch.no_grad():

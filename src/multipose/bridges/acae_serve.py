@@ -36,6 +36,9 @@ class AddedSkeleton:
     skeleton: Any
     ae: Any
     mapping: Tensor
+    latents: str = (
+        "projection"  # what the map was fitted on (new_skeleton_keypoints); files before it: projection
+    )
 
     @property
     def heads(self) -> list[str]:
@@ -54,7 +57,7 @@ class AddedSkeleton:
             raise ValueError(f"added skeleton {self.name}: needs the predictions of heads {missing} too")
         kp = {h: torch.as_tensor(np.asarray(keypoints[h]), dtype=torch.float64) for h in self.heads}
         pose, conf = union_points(self.ae, self.ae.index_map, kp)
-        coords, scores = new_skeleton_keypoints(self.ae, self.mapping, pose, conf)
+        coords, scores = new_skeleton_keypoints(self.ae, self.mapping, pose, conf, self.latents)
         return torch.cat([coords, scores[..., None]], dim=-1).numpy().astype(np.float32)
 
 
@@ -130,7 +133,14 @@ def load_added_skeletons(
                 "skeleton it was fitted for"
             )
         key = f"{name}_acae" if spec is not None and name in spec.names else name
-        out[key] = AddedSkeleton(key, skel, ae, mapping)
+        from multipose.bridges.acae_fit import LATENT_SOURCES
+
+        latents = str(entry.get("latents", "projection"))
+        if latents not in LATENT_SOURCES:
+            raise AEFileError(
+                f"{path}: extra_skeletons.{name}.latents={latents!r}; expected one of {LATENT_SOURCES}"
+            )
+        out[key] = AddedSkeleton(key, skel, ae, mapping, latents)
     return out
 
 
