@@ -19,6 +19,7 @@ from multipose.bridges.acae_fit import (
     select_pool,
 )
 from multipose.bridges.acae_model import AffineCombiningAE
+from train_helpers import untrained_checkpoint
 
 HUMANS = ("syn_coco", "syn_aic", "syn_mpii", "syn_wholebody")
 
@@ -233,22 +234,11 @@ def test_collect_pseudo_gt_runs_every_head_into_the_union(datamodule):
 @pytest.fixture(scope="module")
 def smoke_ckpt(tiny_world, tmp_path_factory):
     """A smoke-sized model with random weights (syn_coco + syn_mpii heads), saved as a Lightning checkpoint."""
-    import lightning as L
-
-    from multipose.lit_module import PoseLitModule
-    from multipose.train import build_model_config
-
     tmp = tmp_path_factory.mktemp("acae_cli")
     cfg = compose("train", ["+experiment=smoke", f"data.root={tiny_world}"])
     dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
-    torch.manual_seed(0)
-    module = PoseLitModule(build_model_config(cfg, dm), mix=dm.describe())
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
-    trainer.strategy.connect(module)
     ckpt = tmp / "model.ckpt"
-    trainer.save_checkpoint(ckpt, weights_only=True)
+    untrained_checkpoint(cfg, dm, ckpt)
     return ckpt, [f"data.root={tiny_world}", "+experiment=smoke"], dm
 
 
@@ -316,23 +306,13 @@ def test_cli_errors_name_the_option(smoke_ckpt, tmp_path, capsys):
 def test_cli_fits_and_adds_a_set_the_model_never_trained_on(smoke_ckpt, tmp_path, capsys):
     """Hold-one-out: a model without a syn_mpii head, the mix with syn_mpii. ``fit exclude=[syn_mpii]`` and
     ``add-skeleton syn_mpii`` accept the head-less set; any other head-less set is an error naming the way out."""
-    import lightning as L
-
     from multipose.acae import main
-    from multipose.lit_module import PoseLitModule
-    from multipose.train import build_model_config
 
     _, data, _ = smoke_ckpt
     cfg = compose("train", [*data, "~data.datasets.syn_mpii", "data.batch_size=4"])
     dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
-    torch.manual_seed(0)
-    module = PoseLitModule(build_model_config(cfg, dm), mix=dm.describe())
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
-    trainer.strategy.connect(module)
     ckpt = tmp_path / "coco_only.ckpt"
-    trainer.save_checkpoint(ckpt, weights_only=True)
+    untrained_checkpoint(cfg, dm, ckpt)
     common = [f"ckpt_path={ckpt}", *data]
     with pytest.raises(SystemExit):
         main(["fit", *common, f"out={tmp_path / 'x.pt'}", "pool=8", "steps=20", "n_latent=8"])

@@ -22,6 +22,7 @@ from multipose.bridges.acae_fit import (
 from multipose.bridges.acae_model import AEFileError, AffineCombiningAE, gather_union, save_ae
 from multipose.bridges.acae_serve import load_added_skeletons
 from multipose.inference import Predictor
+from train_helpers import untrained_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -29,23 +30,12 @@ def world(tiny_world, tmp_path_factory):
     """The smoke mix (syn_coco + syn_mpii heads) on the tiny world, a random smoke model saved as a checkpoint,
     and an AE file: an AE of the syn_coco head alone fitted on hidden ground truth, with ``syn_mpii`` added
     from the hidden MPII ground truth of the same training instances."""
-    import lightning as L
-
-    from multipose.lit_module import PoseLitModule
-    from multipose.train import build_model_config
-
     tmp = tmp_path_factory.mktemp("acae_serve")
     cfg = compose("train", ["+experiment=smoke", f"data.root={tiny_world}", "data.num_workers=0"])
     dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
     dm.setup("fit")
-    torch.manual_seed(0)
-    module = PoseLitModule(build_model_config(cfg, dm), mix=dm.describe())
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
-    trainer.strategy.connect(module)
     ckpt = tmp / "model.ckpt"
-    trainer.save_checkpoint(ckpt, weights_only=True)
+    module = untrained_checkpoint(cfg, dm, ckpt)
 
     ae, _ = AffineCombiningAE.for_mix({"syn_coco": dm.skeletons["syn_coco"]}, merge="none", n_latent=12)
     train = [

@@ -42,6 +42,22 @@ def run_config(
 # ---------------------------------------------------------------------------------------------- the CLI
 
 
+def untrained_checkpoint(cfg: DictConfig, dm, path: Path, seed: int = 0):
+    """The LightningModule of ``cfg`` for the data module ``dm`` with seeded random weights, saved as a weights-only
+    Lightning checkpoint at ``path``; returns the module."""
+    from multipose.lit_module import PoseLitModule
+    from multipose.train import build_model_config
+
+    torch.manual_seed(seed)
+    module = PoseLitModule(build_model_config(cfg, dm), mix=dm.describe())
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path, weights_only=True)
+    return module
+
+
 def train_env() -> dict[str, str]:
     """The environment of a training subprocess: W&B off, unbuffered output, ``src/`` and ``tests/`` importable."""
     pythonpath = os.pathsep.join([str(REPO / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])

@@ -245,7 +245,14 @@ def add_skeleton(
     import numpy as np
     import torch
 
-    from multipose.bridges.acae_fit import fit_affine_map, mix_of_heads, run_heads, val_dataset
+    from multipose.bridges.acae_fit import (
+        LATENT_SOURCES,
+        fit_affine_map,
+        mix_of_heads,
+        new_skeleton_keypoints,
+        run_heads,
+        val_dataset,
+    )
     from multipose.bridges.acae_model import AffineCombiningAE, gather_union, load_ae, save_ae
     from multipose.data.datamodule import filter_train_instances, read_split
     from multipose.inference import Predictor
@@ -303,8 +310,6 @@ def add_skeleton(
     run = run_heads(predictor, dataset, heads, np.sort(order), int(opts["batch_size"]), entry.use_udp, name)
     pos = {int(i): k for k, i in enumerate(run.indices)}
     pose, w = union_latents(run)
-    from multipose.bridges.acae_fit import LATENT_SOURCES
-
     if opts["latents"] not in LATENT_SOURCES:
         raise CLIError(f"latents={opts['latents']}: one of {list(LATENT_SOURCES)}")
     with torch.no_grad():
@@ -327,8 +332,6 @@ def add_skeleton(
         maps[n] = M
         results[n] = {"instances": len(rows)}
         if val_run is not None:
-            from multipose.bridges.acae_fit import new_skeleton_keypoints
-
             with torch.no_grad():
                 coords, _ = new_skeleton_keypoints(ae, M, vpose, vw, str(opts["latents"]))
             results[n].update(_score(coords, val_run, vds, skel))
